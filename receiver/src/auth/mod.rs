@@ -1,0 +1,56 @@
+//! Authentication of webhook senders. Every check runs over the raw body bytes and compares in
+//! constant time; every scheme fails closed (an unknown or malformed credential is 401, never
+//! "accept unsigned").
+//!
+//! - [`secret`]: the contest's shared webhook secret in a header or the body.
+//! - [`standard_webhooks`]: Standard Webhooks signatures (`webhook-id/-timestamp/-signature`).
+//! - [`hmac`]: the HMAC primitives the provider schemes share.
+
+pub mod hmac;
+pub mod secret;
+pub mod standard_webhooks;
+
+use axum::http::HeaderMap;
+use chrono::{DateTime, Utc};
+use shared::contest::Contest;
+
+use crate::error::ApiError;
+
+/// Which generic credential authenticated a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GenericCredential {
+    /// The webhook secret in `X-Webhook-Secret` or `Authorization: Bearer`.
+    Header,
+    /// A valid Standard Webhooks signature.
+    StandardWebhooks,
+    /// The webhook secret in the body field `secret`.
+    BodySecret,
+}
+
+/// Authenticates a generic webhook (purchase, signup, lookup) in the contract's order:
+/// a header credential decides alone when present; otherwise a Standard Webhooks signature;
+/// otherwise the body field `secret`. A body that is not a JSON object has no `secret`: 401.
+pub fn authenticate_generic(
+    headers: &HeaderMap,
+    body: &[u8],
+    contest: &Contest,
+    now: DateTime<Utc>,
+) -> Result<GenericCredential, ApiError> {
+    if let Some(given) = secret::header_credential(headers)? {
+        return secret::check(given, contest, now).map(|()| GenericCredential::Header);
+    }
+    if standard_webhooks::is_present(headers) {
+        return standard_webhooks::verify(
+            headers,
+            body,
+            contest.accepted_webhook_secrets(now),
+            now,
+        )
+        .map(|()| GenericCredential::StandardWebhooks);
+    }
+    let given = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| value.get("secret")?.as_str().map(str::to_owned))
+        .ok_or(ApiError::Unauthorized)?;
+    secret::check(&given, contest, now).map(|()| GenericCredential::BodySecret)
+}

@@ -1,0 +1,176 @@
+//! The receiver: the HTTP front door of the purchase-webhook service.
+//!
+//! It authenticates each webhook, validates and normalises it into one event, publishes it to
+//! RabbitMQ with publisher confirms, and answers `200` only once the broker holds the event.
+//! Postgres is never on the webhook path: contests come from an in-memory cache.
+//!
+//! # Layout
+//!
+//! - [`config`]: the environment variables the receiver reads.
+//! - [`state`]: what every handler shares.
+//! - [`error`]: the HTTP error enum and the one place errors become responses.
+//! - [`body`]: raw body reading (1 MiB cap) and field-by-field JSON validation.
+//! - [`auth`]: shared secret, Standard Webhooks and HMAC verification.
+//! - [`contest_cache`]: contest settings in memory, kept fresh by LISTEN/NOTIFY and reloads.
+//! - [`publish`]: the self-healing, confirm-mode RabbitMQ publisher.
+//! - [`webhooks`]: the public endpoints.
+//! - [`admin`]: the admin API (contests, entries, leaderboard).
+//! - [`health`]: `/healthz` and `/readyz`.
+
+pub mod admin;
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod contest_cache;
+pub mod error;
+pub mod health;
+pub mod publish;
+pub mod state;
+pub mod webhooks;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use axum::{
+    error_handling::HandleErrorLayer, extract::DefaultBodyLimit, response::IntoResponse,
+    routing::get, BoxError, Router,
+};
+use shared::{
+    amqp::Topology,
+    db::{self, PoolSettings},
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::trace::TraceLayer;
+
+use crate::{
+    config::ReceiverConfig, contest_cache::ContestCache, error::ApiError, publish::Publisher,
+    state::AppState,
+};
+
+/// Longest a request may take end to end; senders time out at 5 s, so we answer first.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(4500);
+
+/// How long in-flight requests may finish after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long start-up waits for Postgres before giving up (an orchestrator then restarts us).
+const STARTUP_DB_WAIT: Duration = Duration::from_secs(60);
+
+/// Runs the receiver on the given listeners until `shutdown` completes, then stops accepting,
+/// lets in-flight requests finish (bounded), and closes the broker connection.
+pub async fn run(
+    config: ReceiverConfig,
+    public: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let pool = db::lazy_pool(
+        &config.common.database_url,
+        PoolSettings {
+            max_connections: config.db_pool_size,
+            acquire_timeout: Duration::from_secs(1),
+        },
+    )?;
+    db::prepare_when_available(&config.common.database_url, &pool, STARTUP_DB_WAIT).await?;
+
+    let cache = ContestCache::new(pool.clone());
+    cache.reload().await.context("loading contests")?;
+    let background = CancellationToken::new();
+    let refresher = cache.spawn_refresher(
+        Duration::from_secs(config.contest_refresh_secs.max(1)),
+        background.clone(),
+    );
+    let (publisher, publisher_task) = Publisher::start(
+        config.common.amqp_url.clone(),
+        Topology::new(&config.common.amqp_prefix),
+        config.publish_timeout(),
+        background.clone(),
+    );
+    let state = AppState {
+        cache,
+        publisher,
+        db: pool.clone(),
+        config: config.clone(),
+    };
+
+    let stop_http = CancellationToken::new();
+    tokio::spawn({
+        let stop_http = stop_http.clone();
+        async move {
+            shutdown.await;
+            stop_http.cancel();
+        }
+    });
+    tracing::info!(
+        public = %public.local_addr()?,
+        admin = %admin.local_addr()?,
+        "receiver listening"
+    );
+    let public_server = axum::serve(public, public_router(state.clone()))
+        .with_graceful_shutdown(stop_http.clone().cancelled_owned());
+    let admin_server = axum::serve(admin, admin_router(state))
+        .with_graceful_shutdown(stop_http.clone().cancelled_owned());
+    let servers = async {
+        tokio::try_join!(
+            std::future::IntoFuture::into_future(public_server),
+            std::future::IntoFuture::into_future(admin_server)
+        )
+    };
+    tokio::select! {
+        result = servers => { result?; }
+        () = async { stop_http.cancelled().await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
+            tracing::warn!("in-flight requests did not finish in time; stopping anyway");
+        }
+    }
+
+    background.cancel();
+    let _ = publisher_task.await;
+    let _ = refresher.await;
+    pool.close().await;
+    tracing::info!("receiver stopped");
+    Ok(())
+}
+
+/// The public listener's routes and middleware.
+pub fn public_router(state: AppState) -> Router {
+    let max_concurrency = state.config.max_concurrency;
+    protect(webhooks::router().fallback(not_found), max_concurrency).with_state(state)
+}
+
+/// The admin listener's routes: admin API and health.
+pub fn admin_router(state: AppState) -> Router {
+    let max_concurrency = state.config.max_concurrency;
+    let routes = admin::router(state.clone())
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(not_found);
+    protect(routes, max_concurrency).with_state(state)
+}
+
+/// Overload protection: at most `max_concurrency` requests at once (more get 503 immediately,
+/// so overload never turns into unbounded memory), no request outlives [`REQUEST_TIMEOUT`], and
+/// no body over 1 MiB is read.
+fn protect(router: Router<AppState>, max_concurrency: usize) -> Router<AppState> {
+    router
+        .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|error: BoxError| async move {
+                    if error.is::<tower::timeout::error::Elapsed>() {
+                        tracing::warn!("request timed out");
+                    }
+                    ApiError::Overloaded.into_response()
+                }))
+                .load_shed()
+                .concurrency_limit(max_concurrency.max(1))
+                .timeout(REQUEST_TIMEOUT),
+        )
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("route")
+}

@@ -1,0 +1,56 @@
+//! `receiver`: runs the webhook receiver, or `receiver migrate` to apply migrations and exit.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use receiver::config::ReceiverConfig;
+use sqlx::PgPool;
+
+/// The purchase-webhook receiver.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: ReceiverConfig,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the database if missing, apply pending migrations, and exit.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    shared::telemetry::init(cli.config.common.log_format);
+    let result = match cli.command {
+        Some(Command::Migrate) => migrate(&cli.config).await,
+        None => serve(cli.config).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "receiver failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: ReceiverConfig) -> anyhow::Result<()> {
+    tracing::info!(?config, "starting receiver");
+    let public = tokio::net::TcpListener::bind(config.receiver_addr).await?;
+    let admin = tokio::net::TcpListener::bind(config.admin_addr).await?;
+    receiver::run(config, public, admin, shared::shutdown::signal()).await
+}
+
+async fn migrate(config: &ReceiverConfig) -> anyhow::Result<()> {
+    let url = &config.common.database_url;
+    shared::db::create_if_missing(url).await?;
+    let pool = PgPool::connect(url).await?;
+    shared::db::prepare(url, &pool).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}

@@ -1,0 +1,113 @@
+//! `POST /api/webhooks/purchase/:contestId` (the generic purchase webhook) and
+//! `GET /api/webhooks/purchase/:contestId/:orderId` (has the worker recorded it yet?).
+
+use std::collections::HashMap;
+
+use axum::{
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+use chrono::Utc;
+use serde_json::json;
+use shared::{
+    email::Email,
+    event::{Envelope, Event, PurchaseEvent},
+    ids::{OrderId, PurchaseId, Source},
+    money::{Currency, Money},
+};
+
+use super::{publish, resolve_contest};
+use crate::{
+    auth,
+    body::{parse_object, Fields, RawBody},
+    error::{success, ApiError},
+    state::AppState,
+};
+
+/// Receives one purchase: contest → authentication → tracking switch → body → publish → 200.
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(contest_id): Path<String>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let contest = resolve_contest(&state, &contest_id).await?;
+    let now = Utc::now();
+    auth::authenticate_generic(&headers, &body, &contest, now)?;
+    if !contest.purchase_tracking {
+        return Err(ApiError::TrackingDisabled);
+    }
+
+    let object = parse_object(&body)?;
+    let fields = Fields::new(&object);
+    let email = Email::parse(fields.required_str("email")?)
+        .map_err(|error| ApiError::field("email", error.to_string()))?;
+    let order_id = OrderId::parse(&fields.required_id("orderId")?)
+        .map_err(|error| ApiError::field("orderId", error.to_string()))?;
+    let amount = fields.decimal("amount", fields.required("amount")?)?;
+    let currency = match fields.optional_str("currency")? {
+        Some(code) => {
+            Currency::parse(code).map_err(|error| ApiError::field("currency", error.to_string()))?
+        }
+        None => Currency::USD,
+    };
+    let money = Money::new(amount, currency)
+        .map_err(|error| ApiError::field("amount", error.to_string()))?;
+
+    let purchase_id = PurchaseId::derive(&contest.id, Source::Api, &order_id);
+    let envelope = Envelope::new(Event::Purchase(PurchaseEvent {
+        purchase_id: purchase_id.clone(),
+        contest_id: contest.id.clone(),
+        source: Source::Api,
+        order_id: order_id.clone(),
+        email,
+        money,
+        received_at: now,
+    }));
+    publish(&state, &envelope).await?;
+    tracing::info!(%purchase_id, contest_id = %contest.id, "purchase accepted");
+    Ok(success(
+        StatusCode::OK,
+        json!({ "purchaseId": purchase_id, "orderId": order_id, "status": "accepted" }),
+    ))
+}
+
+/// Looks up a purchase by order id: 200 once the worker has recorded it, 404 before.
+pub async fn lookup(
+    State(state): State<AppState>,
+    Path((contest_id, order_id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let contest = resolve_contest(&state, &contest_id).await?;
+    // A GET has no body: a header credential, or a Standard Webhooks signature over the empty body.
+    auth::authenticate_generic(&headers, b"", &contest, Utc::now())?;
+
+    let source = match query.get("source") {
+        Some(raw) => {
+            Source::parse(raw).map_err(|error| ApiError::field("source", error.to_string()))?
+        }
+        None => Source::Api,
+    };
+    let order_id =
+        OrderId::parse(&order_id).map_err(|error| ApiError::field("orderId", error.to_string()))?;
+    let purchase_id = PurchaseId::derive(&contest.id, source, &order_id);
+    let record = shared::db::purchases::find(&state.db, &contest.id, &purchase_id)
+        .await?
+        .ok_or(ApiError::NotFound("purchase"))?;
+    Ok(success(
+        StatusCode::OK,
+        json!({
+            "purchaseId": record.id,
+            "orderId": order_id,
+            "entryId": record.entry_id,
+            "email": record.email,
+            "amount": record.amount.to_string(),
+            "currency": record.currency,
+            "pointsAwarded": record.points_awarded,
+            "status": record.status,
+            "recordedAt": record.recorded_at,
+        }),
+    ))
+}

@@ -1,0 +1,251 @@
+//! Contest entries: lookup, leaderboard and signup (with its referral bonus).
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use sqlx::{postgres::PgRow, PgConnection, PgExecutor, Row};
+
+use crate::{
+    contest::Contest,
+    email::Email,
+    ids::{ContestId, EntryId},
+};
+
+/// One person's entry in a contest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Derived from `(contest, email)`.
+    pub id: EntryId,
+    /// The contest it belongs to.
+    pub contest_id: String,
+    /// Normalised email.
+    pub email: String,
+    /// Display name, when given at signup.
+    pub name: Option<String>,
+    /// Points so far.
+    pub points: i64,
+    /// The code friends sign up or buy with to credit this entry.
+    pub referral_code: String,
+    /// The entry whose code this one signed up with.
+    pub referred_by: Option<String>,
+    /// When the entry was created.
+    pub created_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, contest_id, email, name, points, referral_code, referred_by, created_at";
+
+/// Characters of referral codes: upper case letters and digits without the look-alikes 0/O, 1/I/L.
+const REFERRAL_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+
+/// Length of a referral code: 31^8 ≈ 8.5 × 10^11 codes, so collisions are rare and retried.
+pub const REFERRAL_CODE_LEN: usize = 8;
+
+/// A fresh, human-typable referral code such as `K7MQ2XRA`.
+pub fn generate_referral_code() -> String {
+    let mut rng = rand::rng();
+    (0..REFERRAL_CODE_LEN)
+        .map(|_| REFERRAL_ALPHABET[rng.random_range(0..REFERRAL_ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Normalises a referral code as typed by a person (`k7mq-2xra ` → `K7MQ2XRA`).
+pub fn normalise_referral_code(raw: &str) -> String {
+    raw.chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+fn from_row(row: &PgRow) -> Result<Entry, sqlx::Error> {
+    Ok(Entry {
+        id: EntryId::from_stored(row.try_get("id")?),
+        contest_id: row.try_get("contest_id")?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        points: row.try_get("points")?,
+        referral_code: row.try_get("referral_code")?,
+        referred_by: row.try_get("referred_by")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// One entry of a contest by id.
+pub async fn find(
+    db: impl PgExecutor<'_>,
+    contest: &ContestId,
+    id: &str,
+) -> Result<Option<Entry>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM entries WHERE contest_id = $1 AND id = $2"
+    ))
+    .bind(contest.as_str())
+    .bind(id)
+    .try_map(|row: PgRow| from_row(&row))
+    .fetch_optional(db)
+    .await
+}
+
+/// The owner of a referral code in a contest.
+pub async fn find_by_referral_code(
+    db: impl PgExecutor<'_>,
+    contest: &ContestId,
+    code: &str,
+) -> Result<Option<Entry>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM entries WHERE contest_id = $1 AND referral_code = $2"
+    ))
+    .bind(contest.as_str())
+    .bind(normalise_referral_code(code))
+    .try_map(|row: PgRow| from_row(&row))
+    .fetch_optional(db)
+    .await
+}
+
+/// A leaderboard row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ranked {
+    /// 1-based rank; equal points share a rank (1, 1, 3).
+    pub rank: i64,
+    /// The entry.
+    pub entry: Entry,
+}
+
+/// The top `limit` entries by points; ties are ranked equal and listed oldest first.
+pub async fn leaderboard(
+    db: impl PgExecutor<'_>,
+    contest: &ContestId,
+    limit: i64,
+) -> Result<Vec<Ranked>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS}, RANK() OVER (ORDER BY points DESC) AS rank FROM entries \
+         WHERE contest_id = $1 ORDER BY points DESC, created_at, id LIMIT $2"
+    ))
+    .bind(contest.as_str())
+    .bind(limit)
+    .try_map(|row: PgRow| {
+        Ok(Ranked {
+            rank: row.try_get("rank")?,
+            entry: from_row(&row)?,
+        })
+    })
+    .fetch_all(db)
+    .await
+}
+
+/// What a signup asks for.
+#[derive(Debug, Clone)]
+pub struct Signup<'a> {
+    /// The person signing up.
+    pub email: &'a Email,
+    /// Display name.
+    pub name: Option<&'a str>,
+    /// Phone number, as given.
+    pub phone: Option<&'a str>,
+    /// A friend's referral code.
+    pub referral_code: Option<&'a str>,
+}
+
+/// What a signup did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignupOutcome {
+    /// The entry after the signup.
+    pub entry: Entry,
+    /// True when the entry existed before (a repeated signup, or a buyer signing up later).
+    pub already_exists: bool,
+    /// The entry credited `advocatePoints`, if a bonus was paid by this call.
+    pub credited_advocate: Option<String>,
+}
+
+/// Records a signup in one transaction: creates the entry if needed and, on the entry's *first*
+/// signup with a valid code that is not its own, gives the code's owner `advocatePoints` and the
+/// friend `friendPoints`. Repeating a signup changes nothing (deduped on contest + email).
+///
+/// Rows are locked in id order so concurrent signups referring each other cannot deadlock.
+pub async fn sign_up(
+    tx: &mut PgConnection,
+    contest: &Contest,
+    signup: Signup<'_>,
+) -> Result<SignupOutcome, sqlx::Error> {
+    let entry_id = EntryId::derive(&contest.id, signup.email);
+    let inserted = insert_if_missing(&mut *tx, &contest.id, &entry_id, signup.email).await?;
+
+    let referrer = match signup.referral_code {
+        Some(code) => find_by_referral_code(&mut *tx, &contest.id, code)
+            .await?
+            .filter(|owner| owner.id != entry_id),
+        None => None,
+    };
+
+    let mut lock_ids = vec![entry_id.as_str().to_owned()];
+    if let Some(owner) = &referrer {
+        lock_ids.push(owner.id.as_str().to_owned());
+    }
+    lock_ids.sort();
+    sqlx::query("SELECT id FROM entries WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(&lock_ids)
+        .execute(&mut *tx)
+        .await?;
+
+    let friend_points = if referrer.is_some() {
+        contest.referral.friend_points
+    } else {
+        0
+    };
+    let first_signup = sqlx::query(
+        "UPDATE entries SET signed_up_at = now(), name = COALESCE($2, name), \
+         phone = COALESCE($3, phone), referred_by = $4, points = points + $5 \
+         WHERE id = $1 AND signed_up_at IS NULL",
+    )
+    .bind(entry_id.as_str())
+    .bind(signup.name)
+    .bind(signup.phone)
+    .bind(referrer.as_ref().map(|owner| owner.id.as_str()))
+    .bind(friend_points)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+
+    let mut credited_advocate = None;
+    if first_signup {
+        if let Some(owner) = &referrer {
+            sqlx::query("UPDATE entries SET points = points + $2 WHERE id = $1")
+                .bind(owner.id.as_str())
+                .bind(contest.referral.advocate_points)
+                .execute(&mut *tx)
+                .await?;
+            credited_advocate = Some(owner.id.as_str().to_owned());
+        }
+    }
+
+    let entry = find(&mut *tx, &contest.id, entry_id.as_str())
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    Ok(SignupOutcome {
+        entry,
+        already_exists: !inserted,
+        credited_advocate,
+    })
+}
+
+/// Creates an empty entry for `email` unless one exists; true when this call created it.
+///
+/// A referral-code collision (one in ~10^11 per pair of entries) surfaces as a unique violation
+/// that [`super::is_retryable`] reports, and the caller retries its whole transaction.
+pub async fn insert_if_missing(
+    tx: &mut PgConnection,
+    contest: &ContestId,
+    entry_id: &EntryId,
+    email: &Email,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO entries (id, contest_id, email, referral_code) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(entry_id.as_str())
+    .bind(contest.as_str())
+    .bind(email.as_str())
+    .bind(generate_referral_code())
+    .execute(&mut *tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

@@ -1,0 +1,57 @@
+//! Recorded purchases, as the lookup endpoint reads them.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::{postgres::PgRow, PgExecutor, Row};
+
+use crate::ids::{ContestId, PurchaseId};
+
+/// A purchase the worker has recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurchaseRecord {
+    /// The derived purchase id.
+    pub id: PurchaseId,
+    /// The buyer's entry.
+    pub entry_id: String,
+    /// The buyer's normalised email.
+    pub email: String,
+    /// The amount as sent.
+    pub amount: Decimal,
+    /// The currency as sent.
+    pub currency: String,
+    /// Points the purchase gave.
+    pub points_awarded: i64,
+    /// `awarded` or `unconvertible_currency`.
+    pub status: String,
+    /// When the worker committed it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// A recorded purchase by its id, within a contest.
+pub async fn find(
+    db: impl PgExecutor<'_>,
+    contest: &ContestId,
+    id: &PurchaseId,
+) -> Result<Option<PurchaseRecord>, sqlx::Error> {
+    sqlx::query(
+        "SELECT p.id, p.entry_id, e.email, p.amount, p.currency, p.points_awarded, p.status, \
+         p.recorded_at FROM purchases p JOIN entries e ON e.id = p.entry_id \
+         WHERE p.contest_id = $1 AND p.id = $2",
+    )
+    .bind(contest.as_str())
+    .bind(id.as_str())
+    .try_map(|row: PgRow| {
+        Ok(PurchaseRecord {
+            id: PurchaseId::from_stored(row.try_get("id")?),
+            entry_id: row.try_get("entry_id")?,
+            email: row.try_get("email")?,
+            amount: row.try_get("amount")?,
+            currency: row.try_get("currency")?,
+            points_awarded: row.try_get("points_awarded")?,
+            status: row.try_get("status")?,
+            recorded_at: row.try_get("recorded_at")?,
+        })
+    })
+    .fetch_optional(db)
+    .await
+}

@@ -1,0 +1,304 @@
+//! Identifiers: validated at the edge, then carried as types that cannot be wrong.
+//!
+//! Purchase and entry ids are *derived* (a hash of what identifies them) rather than generated, so
+//! every receiver answers the same `purchaseId` for the same `(contest, source, orderId)` without a
+//! database round trip, and the worker can write an entry and its purchases in one pass.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::email::Email;
+
+/// Why an identifier was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdError {
+    /// The contest id is not `[A-Za-z0-9_-]{1,64}`.
+    #[error("must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'")]
+    BadContestId,
+    /// The order id is empty or longer than 255 characters.
+    #[error("must be 1 to 255 characters")]
+    BadOrderId,
+    /// The source is not one of the known senders.
+    #[error("must be one of api, shopify, stripe, coinflow")]
+    BadSource,
+}
+
+/// A contest identifier: `[A-Za-z0-9_-]{1,64}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ContestId(String);
+
+impl ContestId {
+    /// Parses a contest id, refusing anything outside `[A-Za-z0-9_-]{1,64}`.
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        let valid = (1..=64).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(IdError::BadContestId)
+        }
+    }
+
+    /// Generates a fresh id (`c` + 24 lower-case base-36 characters, ~124 bits of randomness).
+    pub fn generate() -> Self {
+        Self(format!("c{}", random_base36(24)))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ContestId {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<ContestId> for String {
+    fn from(value: ContestId) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for ContestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A sender's order identifier: 1 to 255 characters, kept verbatim.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OrderId(String);
+
+impl OrderId {
+    /// Parses an order id (counted in characters, not bytes).
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        let chars = raw.chars().count();
+        if (1..=255).contains(&chars) && !raw.chars().any(char::is_control) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(IdError::BadOrderId)
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for OrderId {
+    type Error = IdError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<OrderId> for String {
+    fn from(value: OrderId) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Who sent a purchase. Part of the dedupe key: the same order number from two platforms is two
+/// purchases, the same order sent to two endpoints of one platform is one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The generic purchase webhook (a store's own backend).
+    Api,
+    /// A Shopify `orders/paid` webhook.
+    Shopify,
+    /// A Stripe Checkout event.
+    Stripe,
+    /// A Coinflow `Settled` event.
+    Coinflow,
+}
+
+impl Source {
+    /// The name used in URLs, the database and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Api => "api",
+            Source::Shopify => "shopify",
+            Source::Stripe => "stripe",
+            Source::Coinflow => "coinflow",
+        }
+    }
+
+    /// Parses the lower-case name.
+    pub fn parse(raw: &str) -> Result<Self, IdError> {
+        match raw {
+            "api" => Ok(Source::Api),
+            "shopify" => Ok(Source::Shopify),
+            "stripe" => Ok(Source::Stripe),
+            "coinflow" => Ok(Source::Coinflow),
+            _ => Err(IdError::BadSource),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The id of one purchase, `pur_` + 26 base-32 characters of SHA-256 over its dedupe key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PurchaseId(String);
+
+impl PurchaseId {
+    /// Derives the id of `(contest, source, order)`; the same triple always gives the same id.
+    pub fn derive(contest: &ContestId, source: Source, order: &OrderId) -> Self {
+        Self(format!(
+            "pur_{}",
+            digest_id(&[contest.as_str(), source.as_str(), order.as_str()])
+        ))
+    }
+
+    /// Wraps an id read back from storage.
+    pub fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PurchaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The id of one contest entry, `ent_` + 26 base-32 characters of SHA-256 over `(contest, email)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EntryId(String);
+
+impl EntryId {
+    /// Derives the entry id of `email` in `contest`.
+    pub fn derive(contest: &ContestId, email: &Email) -> Self {
+        Self(format!(
+            "ent_{}",
+            digest_id(&[contest.as_str(), email.as_str()])
+        ))
+    }
+
+    /// Wraps an id read back from storage or a URL (unknown ids simply find nothing).
+    pub fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// 26 characters of lower-case RFC 4648 base-32 (130 bits) of SHA-256 over the length-prefixed
+/// parts; length prefixes keep `("a|b", "c")` and `("a", "b|c")` apart.
+fn digest_id(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let digest = hasher.finalize();
+    base32_lower(&digest).chars().take(26).collect()
+}
+
+const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+fn base32_lower(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
+    let mut buffer: u32 = 0;
+    let mut bits = 0;
+    for &byte in bytes {
+        buffer = (buffer << 8) | u32::from(byte);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(BASE32[((buffer >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(BASE32[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+fn random_base36(len: usize) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contest_id_accepts_the_documented_alphabet_only() {
+        assert!(ContestId::parse("clx1abc123").is_ok());
+        assert!(ContestId::parse("a_b-C9").is_ok());
+        assert!(ContestId::parse(&"x".repeat(64)).is_ok());
+        assert_eq!(ContestId::parse(""), Err(IdError::BadContestId));
+        assert_eq!(
+            ContestId::parse(&"x".repeat(65)),
+            Err(IdError::BadContestId)
+        );
+        assert_eq!(ContestId::parse("a b"), Err(IdError::BadContestId));
+        assert_eq!(ContestId::parse("é"), Err(IdError::BadContestId));
+        assert!(ContestId::parse(ContestId::generate().as_str()).is_ok());
+    }
+
+    #[test]
+    fn order_id_counts_characters() {
+        assert!(OrderId::parse(&"é".repeat(255)).is_ok());
+        assert_eq!(OrderId::parse(&"é".repeat(256)), Err(IdError::BadOrderId));
+        assert_eq!(OrderId::parse(""), Err(IdError::BadOrderId));
+    }
+
+    #[test]
+    fn purchase_id_is_deterministic_and_separates_its_parts() {
+        let contest = ContestId::parse("c1").unwrap();
+        let order = OrderId::parse("A-1").unwrap();
+        let a = PurchaseId::derive(&contest, Source::Api, &order);
+        assert_eq!(a, PurchaseId::derive(&contest, Source::Api, &order));
+        assert_ne!(a, PurchaseId::derive(&contest, Source::Shopify, &order));
+        assert!(a.as_str().starts_with("pur_"));
+        assert_eq!(a.as_str().len(), 4 + 26);
+        let c2 = ContestId::parse("c").unwrap();
+        let o2 = OrderId::parse("1A-1").unwrap();
+        assert_ne!(a, PurchaseId::derive(&c2, Source::Api, &o2));
+    }
+}

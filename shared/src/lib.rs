@@ -1,0 +1,31 @@
+//! Everything the receiver and the worker must agree on.
+//!
+//! # Layout
+//!
+//! - [`ids`]: identifiers parsed once at the edge (`ContestId`, `OrderId`, `Source`) and the
+//!   deterministic `PurchaseId` / `EntryId` derived from them, so any receiver answers the same id
+//!   for the same order without asking the database.
+//! - [`email`]: the normalised buyer email (trimmed, lower-cased, checked).
+//! - [`money`]: exact amounts (`Decimal`, never floats), ISO 4217 currency codes and their minor-unit
+//!   exponents.
+//! - [`points`]: the one place points are computed: currency conversion and the contest's rounding.
+//! - [`contest`]: contest settings as both processes see them.
+//! - [`event`]: the versioned message the receiver publishes and the worker consumes.
+//! - [`config`]: the environment variables both binaries read.
+//! - [`db`]: connecting (creating the database if missing), migrations and the queries both sides run.
+//! - [`amqp`]: RabbitMQ connection and the topology (exchange, quorum queue, dead letters).
+//! - [`retry`]: capped, jittered exponential backoff for reconnect and retry loops.
+//! - [`telemetry`] and [`shutdown`]: logging set-up and the signal both binaries stop on.
+
+pub mod amqp;
+pub mod config;
+pub mod contest;
+pub mod db;
+pub mod email;
+pub mod event;
+pub mod ids;
+pub mod money;
+pub mod points;
+pub mod retry;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,69 @@
+//! The worker's configuration: environment variables only (flags exist for local use).
+
+use std::{fmt, net::SocketAddr, time::Duration};
+
+use shared::config::CommonConfig;
+
+/// Everything the worker reads at start.
+#[derive(Clone, clap::Args)]
+pub struct WorkerConfig {
+    /// Database, broker and logging settings shared with the receiver.
+    #[command(flatten)]
+    pub common: CommonConfig,
+
+    /// Listener for `/metrics`, `/healthz`, `/readyz`.
+    #[arg(long, env = "WORKER_ADDR", default_value = "0.0.0.0:9090")]
+    pub worker_addr: SocketAddr,
+
+    /// Most messages awarded in one database transaction.
+    #[arg(long, env = "WORKER_BATCH_SIZE", default_value_t = 100)]
+    pub batch_size: usize,
+
+    /// Longest a batch waits to fill up after its first message (milliseconds). Bounds the added
+    /// latency at low traffic; at high traffic batches fill long before it.
+    #[arg(long, env = "WORKER_BATCH_WAIT_MS", default_value_t = 20)]
+    pub batch_wait_ms: u64,
+
+    /// Unacknowledged messages the broker may push to this worker (0 = twice the batch size, so
+    /// the next batch is already here while one commits). Bounds the worker's memory whatever
+    /// the queue depth.
+    #[arg(long, env = "WORKER_PREFETCH", default_value_t = 0)]
+    pub prefetch: u16,
+
+    /// Postgres connections of this worker (it uses one at a time per batch; one spare).
+    #[arg(long, env = "WORKER_DB_POOL_SIZE", default_value_t = 2)]
+    pub db_pool_size: u32,
+
+    /// Test-only fault injection (`exit_after_commit`: exit after the first commit, before the ack).
+    #[arg(long, env = "BLITZ_FAILPOINT", hide = true)]
+    pub failpoint: Option<String>,
+}
+
+impl WorkerConfig {
+    /// The batch deadline.
+    pub fn batch_wait(&self) -> Duration {
+        Duration::from_millis(self.batch_wait_ms)
+    }
+
+    /// The effective prefetch count.
+    pub fn effective_prefetch(&self) -> u16 {
+        if self.prefetch == 0 {
+            u16::try_from(self.batch_size.saturating_mul(2)).unwrap_or(u16::MAX)
+        } else {
+            self.prefetch
+        }
+    }
+}
+
+impl fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerConfig")
+            .field("common", &self.common)
+            .field("worker_addr", &self.worker_addr)
+            .field("batch_size", &self.batch_size)
+            .field("batch_wait_ms", &self.batch_wait_ms)
+            .field("prefetch", &self.effective_prefetch())
+            .field("db_pool_size", &self.db_pool_size)
+            .finish()
+    }
+}

@@ -1,0 +1,303 @@
+//! The consume loop: connect, declare, consume with manual acks, award in batches, ack after
+//! commit; reconnect with backoff whenever the broker goes away.
+//!
+//! Delivery handling, by outcome:
+//! - committed (recorded or duplicate) → acked, the whole batch with one `multiple` ack;
+//! - cannot ever succeed (unparseable, unknown schema version, unknown contest, a row the
+//!   database refuses) → rejected without requeue, so RabbitMQ dead-letters it;
+//! - database unavailable → kept unacked and retried with capped, jittered backoff for as long
+//!   as the outage lasts (nothing is redelivered, nothing counts toward the delivery limit);
+//!   on shutdown during an outage they are nacked back to the queue.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use lapin::{
+    message::Delivery,
+    options::{
+        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+        BasicQosOptions, BasicRejectOptions,
+    },
+    types::FieldTable,
+    Channel,
+};
+use shared::{
+    amqp::{self, Topology},
+    db,
+    event::{Envelope, Event, PurchaseEvent},
+    retry::Backoff,
+};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    award::award_batch,
+    batch::{gather, Gathered},
+    config::WorkerConfig,
+    failpoint::{self, Failpoint},
+};
+
+/// Shared flags `/readyz` reports on.
+#[derive(Debug, Default)]
+pub struct Status {
+    /// A consumer is subscribed.
+    pub consuming: AtomicBool,
+    /// The last database attempt failed for unavailability.
+    pub database_down: AtomicBool,
+}
+
+/// Everything the consume loop needs.
+pub struct Consumer {
+    /// Settings (batch size, wait, prefetch, broker URL).
+    pub config: WorkerConfig,
+    /// Names of the queue to consume.
+    pub topology: Topology,
+    /// Postgres.
+    pub pool: PgPool,
+    /// Readiness flags.
+    pub status: Arc<Status>,
+    /// Fault injection for tests.
+    pub failpoint: Option<Failpoint>,
+}
+
+/// Why a consume session ended.
+enum SessionEnd {
+    /// Shutdown requested and everything held was settled.
+    Stopped,
+    /// The broker connection, channel or consumer went away.
+    Lost(String),
+}
+
+impl Consumer {
+    /// Consumes until `stop` is cancelled, reconnecting as needed.
+    pub async fn run(&self, stop: CancellationToken) {
+        let mut backoff = Backoff::reconnect();
+        loop {
+            match self.session(&stop, &mut backoff).await {
+                Ok(SessionEnd::Stopped) => return,
+                Ok(SessionEnd::Lost(reason)) => {
+                    tracing::warn!(%reason, "lost the broker; reconnecting");
+                }
+                Err(error) => tracing::warn!(%error, "cannot consume from the broker"),
+            }
+            self.status.consuming.store(false, Ordering::Release);
+            if stop.is_cancelled() {
+                return;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        }
+    }
+
+    /// One connection's worth of consuming.
+    async fn session(
+        &self,
+        stop: &CancellationToken,
+        backoff: &mut Backoff,
+    ) -> lapin::Result<SessionEnd> {
+        let connection = amqp::connect(&self.config.common.amqp_url, "worker").await?;
+        let channel = connection.create_channel().await?;
+        self.topology.declare(&channel).await?;
+        // Prefetch bounds how many unacked messages the broker pushes us: memory stays flat
+        // whatever the queue depth, and the next batch is already local while one commits.
+        channel
+            .basic_qos(self.config.effective_prefetch(), BasicQosOptions::default())
+            .await?;
+        let mut consumer = channel
+            .basic_consume(
+                self.topology.queue.as_str().into(),
+                "".into(),
+                // no_ack = false: a message leaves the queue only when we ack it after commit.
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        self.status.consuming.store(true, Ordering::Release);
+        backoff.reset();
+        tracing::info!(queue = %self.topology.queue, "consuming");
+
+        let end = loop {
+            match gather(
+                &mut consumer,
+                self.config.batch_size.max(1),
+                self.config.batch_wait(),
+                stop,
+            )
+            .await
+            {
+                Gathered::Batch(batch) => {
+                    if let Err(error) = self.process(&channel, batch, stop).await {
+                        break SessionEnd::Lost(error.to_string());
+                    }
+                    if stop.is_cancelled() {
+                        break SessionEnd::Stopped;
+                    }
+                }
+                Gathered::Stopped => break SessionEnd::Stopped,
+                Gathered::Ended(error) => {
+                    break SessionEnd::Lost(error.map_or_else(
+                        || "consumer cancelled by the server".into(),
+                        |e| e.to_string(),
+                    ));
+                }
+            }
+        };
+        self.status.consuming.store(false, Ordering::Release);
+        if matches!(end, SessionEnd::Stopped) {
+            // Stop deliveries first; anything prefetched but not yet taken is returned to the
+            // queue by the broker when the channel closes.
+            let _ = channel
+                .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                .await;
+            let _ = channel.close(200, "worker stopping".into()).await;
+        }
+        let _ = connection.close(200, "worker closing".into()).await;
+        Ok(end)
+    }
+
+    /// Settles one batch. Errors only for broker failures (the session then reconnects; anything
+    /// unacked is redelivered, which awarding makes harmless).
+    async fn process(
+        &self,
+        channel: &Channel,
+        batch: Vec<Delivery>,
+        stop: &CancellationToken,
+    ) -> lapin::Result<()> {
+        let mut events: Vec<PurchaseEvent> = Vec::with_capacity(batch.len());
+        let mut tags: Vec<u64> = Vec::with_capacity(batch.len());
+        for delivery in &batch {
+            match Envelope::from_bytes(&delivery.data) {
+                Ok(Envelope {
+                    event: Event::Purchase(purchase),
+                    ..
+                }) => {
+                    events.push(purchase);
+                    tags.push(delivery.delivery_tag);
+                }
+                Err(error) => {
+                    tracing::error!(%error, delivery_tag = delivery.delivery_tag, "dead-lettering an undecodable message");
+                    dead_letter(channel, delivery.delivery_tag).await?;
+                }
+            }
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.settle(channel, &events, &tags, stop).await
+    }
+
+    /// Awards `events` (delivered under `tags`) with retries, then acks or dead-letters them.
+    async fn settle(
+        &self,
+        channel: &Channel,
+        events: &[PurchaseEvent],
+        tags: &[u64],
+        stop: &CancellationToken,
+    ) -> lapin::Result<()> {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(10));
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            match award_batch(&self.pool, events).await {
+                Ok(outcome) => {
+                    self.status.database_down.store(false, Ordering::Release);
+                    failpoint::after_commit(self.failpoint);
+                    for &index in &outcome.unknown_contest {
+                        tracing::error!(purchase_id = %events[index].purchase_id, contest_id = %events[index].contest_id, "dead-lettering a purchase for an unknown contest");
+                        dead_letter(channel, tags[index]).await?;
+                    }
+                    tracing::debug!(
+                        recorded = outcome.recorded,
+                        duplicates = outcome.duplicates,
+                        points = outcome.points,
+                        "batch committed"
+                    );
+                    if let Some(&last) = tags.iter().max() {
+                        // `multiple` acks every outstanding delivery up to `last` on this
+                        // channel: exactly this batch (earlier batches are settled, later ones
+                        // have higher tags; dead-lettered ones are no longer outstanding).
+                        let acked = channel
+                            .basic_ack(
+                                last,
+                                BasicAckOptions {
+                                    multiple: tags.len() > 1,
+                                },
+                            )
+                            .await;
+                        if let Err(error) = acked {
+                            tracing::warn!(%error, "ack lost after commit; the redelivery will be a duplicate");
+                            return Err(error);
+                        }
+                    }
+                    return Ok(());
+                }
+                Err(error) if db::is_retryable(&error) => {
+                    self.status
+                        .database_down
+                        .store(db::is_unavailable(&error), Ordering::Release);
+                    if stop.is_cancelled() {
+                        tracing::warn!(%error, "stopping during a database outage; returning the batch to the queue");
+                        return requeue(channel, tags).await;
+                    }
+                    let delay = backoff.next_delay();
+                    if attempts == 1 || attempts.is_power_of_two() {
+                        tracing::warn!(%error, attempts, retry_in_ms = delay.as_millis() as u64, "database unavailable; holding the batch");
+                    }
+                    tokio::select! {
+                        () = stop.cancelled() => {}
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+                Err(error) if events.len() > 1 => {
+                    // One bad message must not hold back the others: settle them one by one,
+                    // so only the culprit is dead-lettered.
+                    tracing::warn!(%error, size = events.len(), "batch refused by the database; settling messages one by one");
+                    for (event, tag) in events.iter().zip(tags) {
+                        Box::pin(self.settle(
+                            channel,
+                            std::slice::from_ref(event),
+                            std::slice::from_ref(tag),
+                            stop,
+                        ))
+                        .await?;
+                    }
+                    return Ok(());
+                }
+                Err(error) => {
+                    tracing::error!(%error, purchase_id = %events[0].purchase_id, "dead-lettering a purchase the database refuses");
+                    return dead_letter(channel, tags[0]).await;
+                }
+            }
+        }
+    }
+}
+
+/// Rejects without requeue: the queue's dead-letter exchange takes the message.
+async fn dead_letter(channel: &Channel, tag: u64) -> lapin::Result<()> {
+    channel
+        .basic_reject(tag, BasicRejectOptions { requeue: false })
+        .await
+}
+
+/// Returns deliveries to the queue for another worker (or a later start of this one).
+async fn requeue(channel: &Channel, tags: &[u64]) -> lapin::Result<()> {
+    for &tag in tags {
+        channel
+            .basic_nack(
+                tag,
+                BasicNackOptions {
+                    multiple: false,
+                    requeue: true,
+                },
+            )
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! The worker: consumes purchase events from RabbitMQ and awards contest points in Postgres,
+//! exactly once per purchase however often a message is delivered.
+//!
+//! # Layout
+//!
+//! - [`config`]: the environment variables the worker reads.
+//! - [`consumer`]: connect, consume with manual acks, settle batches, reconnect.
+//! - [`batch`]: gathering deliveries into batches (size or deadline).
+//! - [`award`]: the one transaction that records purchases and adds points.
+//! - [`health`]: `/healthz` and `/readyz`.
+//! - [`failpoint`]: test-only fault injection (inert unless configured).
+
+pub mod award;
+pub mod batch;
+pub mod config;
+pub mod consumer;
+pub mod failpoint;
+pub mod health;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use shared::{
+    amqp::Topology,
+    db::{self, PoolSettings},
+};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::WorkerConfig,
+    consumer::{Consumer, Status},
+    failpoint::Failpoint,
+};
+
+/// How long start-up waits for Postgres before giving up.
+const STARTUP_DB_WAIT: Duration = Duration::from_secs(60);
+
+/// Runs the worker until `shutdown` completes: it then stops taking deliveries, finishes and
+/// acks the batch it holds, closes its connections and returns.
+pub async fn run(
+    config: WorkerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let pool = db::lazy_pool(
+        &config.common.database_url,
+        PoolSettings {
+            max_connections: config.db_pool_size.max(1),
+            acquire_timeout: Duration::from_secs(5),
+        },
+    )?;
+    db::prepare_when_available(&config.common.database_url, &pool, STARTUP_DB_WAIT).await?;
+
+    let stop = CancellationToken::new();
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            stop.cancel();
+        }
+    });
+
+    let status = Arc::new(Status::default());
+    tracing::info!(addr = %listener.local_addr()?, "worker health listener");
+    let health = tokio::spawn({
+        let stop = stop.clone();
+        let app = health::router(status.clone());
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        }
+    });
+
+    let consumer = Consumer {
+        topology: Topology::new(&config.common.amqp_prefix),
+        failpoint: Failpoint::parse(config.failpoint.as_deref()),
+        config,
+        pool: pool.clone(),
+        status,
+    };
+    consumer.run(stop.clone()).await;
+    stop.cancel();
+    let _ = health.await;
+    pool.close().await;
+    tracing::info!("worker stopped");
+    Ok(())
+}
