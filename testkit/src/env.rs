@@ -1,0 +1,129 @@
+//! Per-test isolation: a fresh database and a unique queue prefix.
+
+use rand::Rng;
+use receiver::config::ReceiverConfig;
+use shared::{config::CommonConfig, telemetry::LogFormat};
+use worker::config::WorkerConfig;
+
+/// Postgres server URL without a database (override with `BLITZ_TEST_PG`).
+pub fn postgres_server() -> String {
+    std::env::var("BLITZ_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// RabbitMQ URL (override with `BLITZ_TEST_AMQP`).
+pub fn amqp_url() -> String {
+    std::env::var("BLITZ_TEST_AMQP")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A random lower-case suffix.
+pub fn random_suffix(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// One test's database and queue namespace.
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    /// The database name (created by the first process that starts).
+    pub database: String,
+    /// `AMQP_PREFIX` of this test.
+    pub amqp_prefix: String,
+    /// Admin token of receivers started for this test.
+    pub admin_token: String,
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestEnv {
+    /// Fresh, unique names.
+    pub fn new() -> Self {
+        let suffix = random_suffix(12);
+        Self {
+            database: format!("blitz_t_{suffix}"),
+            amqp_prefix: format!("t_{suffix}"),
+            admin_token: format!("admin-{suffix}"),
+        }
+    }
+
+    /// `DATABASE_URL` of this test.
+    pub fn database_url(&self) -> String {
+        format!("{}/{}", postgres_server(), self.database)
+    }
+
+    /// Settings both binaries share.
+    pub fn common(&self) -> CommonConfig {
+        CommonConfig {
+            database_url: self.database_url(),
+            amqp_url: amqp_url(),
+            amqp_prefix: self.amqp_prefix.clone(),
+            log_format: LogFormat::Pretty,
+        }
+    }
+
+    /// A receiver configuration (addresses are ignored: tests pass bound listeners).
+    pub fn receiver_config(&self) -> ReceiverConfig {
+        ReceiverConfig {
+            common: self.common(),
+            receiver_addr: "127.0.0.1:0".parse().expect("valid address"),
+            admin_addr: "127.0.0.1:0".parse().expect("valid address"),
+            admin_token: Some(self.admin_token.clone()),
+            public_base_url: "http://localhost:8080".into(),
+            publish_timeout_ms: 2000,
+            contest_refresh_secs: 5,
+            db_pool_size: 4,
+            max_concurrency: 1024,
+        }
+    }
+
+    /// A worker configuration with small batches and a short batch deadline.
+    pub fn worker_config(&self) -> WorkerConfig {
+        WorkerConfig {
+            common: self.common(),
+            worker_addr: "127.0.0.1:0".parse().expect("valid address"),
+            batch_size: 50,
+            batch_wait_ms: 5,
+            prefetch: 0,
+            db_pool_size: 2,
+            failpoint: None,
+        }
+    }
+
+    /// The environment variables that configure a child process for this test.
+    pub fn process_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("DATABASE_URL".into(), self.database_url()),
+            ("AMQP_URL".into(), amqp_url()),
+            ("AMQP_PREFIX".into(), self.amqp_prefix.clone()),
+            ("ADMIN_TOKEN".into(), self.admin_token.clone()),
+            ("RUST_LOG".into(), "info,lapin=warn,sqlx=warn".into()),
+        ]
+    }
+
+    /// A pool on this test's database.
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.database_url())
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// Drops the database and the queues and exchanges (best effort).
+    pub async fn cleanup(&self) {
+        if let Ok(pool) = sqlx::PgPool::connect(&format!("{}/postgres", postgres_server())).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.database
+            ))
+            .execute(&pool)
+            .await;
+        }
+        let _ = crate::broker::delete_topology(&self.amqp_prefix).await;
+    }
+}

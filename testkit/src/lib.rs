@@ -1,0 +1,24 @@
+//! Test support: the real receiver and worker, started in-process on port 0 (or as real
+//! processes for fault tests), against the real Postgres and RabbitMQ.
+//!
+//! Every [`TestEnv`] has its own database (`blitz_t_<random>`) and its own `AMQP_PREFIX`, so
+//! tests run in parallel, and again, without seeing each other's state. [`App::stop`] drops both.
+//!
+//! # Layout
+//!
+//! - [`env`]: per-test database and queue names, configs, clean-up.
+//! - [`app`]: a running receiver (and workers) with request helpers.
+//! - [`broker`]: direct RabbitMQ access (queue depths, raw publishes).
+//! - [`process`]: the built binaries as child processes.
+//! - [`wait`]: wait-until-condition instead of sleeps.
+
+pub mod app;
+pub mod broker;
+pub mod env;
+pub mod process;
+pub mod wait;
+
+pub use app::App;
+pub use env::TestEnv;
+pub use receiver;
+pub use worker;
