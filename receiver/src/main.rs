@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Create the database if missing, apply pending migrations, and exit.
     Migrate,
+    /// Exit 0 if the running receiver on this host reports ready (container health checks).
+    Healthcheck,
 }
 
 #[tokio::main]
@@ -28,6 +30,9 @@ async fn main() -> ExitCode {
     shared::telemetry::init(cli.config.common.log_format);
     let result = match cli.command {
         Some(Command::Migrate) => migrate(&cli.config).await,
+        Some(Command::Healthcheck) => shared::healthcheck::probe(cli.config.admin_addr, "/readyz")
+            .await
+            .map_err(anyhow::Error::msg),
         None => serve(cli.config).await,
     };
     match result {

@@ -67,7 +67,8 @@ async fn wrong_or_missing_credentials_are_401_before_the_body_is_looked_at() {
     let url = path(&contest.id);
     let basic = format!("Basic {}", contest.secret);
 
-    let cases: Vec<(&str, Vec<(&str, &str)>, String)> = vec![
+    type Headers<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(&str, Headers, String)> = vec![
         ("no credential", vec![], VALID.into()),
         (
             "wrong header secret",

@@ -15,6 +15,7 @@
 //! - [`db`]: connecting (creating the database if missing), migrations and the queries both sides run.
 //! - [`amqp`]: RabbitMQ connection and the topology (exchange, quorum queue, dead letters).
 //! - [`retry`]: capped, jittered exponential backoff for reconnect and retry loops.
+//! - [`healthcheck`]: the container health probe both binaries offer as a subcommand.
 //! - [`telemetry`] and [`shutdown`]: logging set-up and the signal both binaries stop on.
 
 pub mod amqp;
@@ -23,6 +24,7 @@ pub mod contest;
 pub mod db;
 pub mod email;
 pub mod event;
+pub mod healthcheck;
 pub mod ids;
 pub mod money;
 pub mod points;
