@@ -11,6 +11,7 @@
 //! - [`error`]: the HTTP error enum and the one place errors become responses.
 //! - [`body`]: raw body reading (1 MiB cap) and field-by-field JSON validation.
 //! - [`auth`]: shared secret, Standard Webhooks and HMAC verification.
+//! - [`providers`]: Shopify, Stripe and Coinflow: signature checks and event normalisation.
 //! - [`contest_cache`]: contest settings in memory, kept fresh by LISTEN/NOTIFY and reloads.
 //! - [`publish`]: the self-healing, confirm-mode RabbitMQ publisher.
 //! - [`webhooks`]: the public endpoints.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod contest_cache;
 pub mod error;
 pub mod health;
+pub mod providers;
 pub mod publish;
 pub mod state;
 pub mod webhooks;

@@ -133,7 +133,7 @@ impl Publisher {
             .with_content_type("application/json".into())
             .with_message_id(envelope.event.message_id().into())
             .with_type(envelope.event.kind().into())
-            .with_timestamp(envelope_timestamp(envelope));
+            .with_timestamp(envelope.event.received_at().timestamp().max(0) as u64);
         let exchange = self.inner.topology.exchange.as_str();
         let publish = async {
             let confirm = channel
@@ -268,11 +268,5 @@ impl Publisher {
                 }
             }
         }
-    }
-}
-
-fn envelope_timestamp(envelope: &Envelope) -> u64 {
-    match &envelope.event {
-        shared::event::Event::Purchase(purchase) => purchase.received_at.timestamp().max(0) as u64,
     }
 }

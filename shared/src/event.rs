@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     email::Email,
-    ids::{ContestId, OrderId, PurchaseId, Source},
+    ids::{ContestId, EntryId, OrderId, PurchaseId, Source},
     money::Money,
 };
 
@@ -31,8 +31,10 @@ pub struct Envelope {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    /// A paid order to award the buyer for.
+    /// A paid order to award the buyer for (and, with a referral code, the code's owner).
     Purchase(PurchaseEvent),
+    /// A person signing up for a contest, possibly with a friend's referral code.
+    Signup(SignupEvent),
 }
 
 impl Event {
@@ -40,6 +42,7 @@ impl Event {
     pub fn message_id(&self) -> &str {
         match self {
             Event::Purchase(purchase) => purchase.purchase_id.as_str(),
+            Event::Signup(signup) => signup.entry_id.as_str(),
         }
     }
 
@@ -47,6 +50,23 @@ impl Event {
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Purchase(_) => "purchase",
+            Event::Signup(_) => "signup",
+        }
+    }
+
+    /// The contest the event belongs to.
+    pub fn contest_id(&self) -> &ContestId {
+        match self {
+            Event::Purchase(purchase) => &purchase.contest_id,
+            Event::Signup(signup) => &signup.contest_id,
+        }
+    }
+
+    /// When the receiver accepted the event.
+    pub fn received_at(&self) -> DateTime<Utc> {
+        match self {
+            Event::Purchase(purchase) => purchase.received_at,
+            Event::Signup(signup) => signup.received_at,
         }
     }
 }
@@ -68,6 +88,33 @@ pub struct PurchaseEvent {
     /// The amount as sent, exact.
     pub money: Money,
     /// When the receiver accepted it (for end-to-end lag).
+    pub received_at: DateTime<Utc>,
+    /// The referral code the order carried (referral webhooks only): its owner is credited
+    /// `referral.pointsPerUnit` per unit, deduped per `(contest, source, orderId)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referral_code: Option<String>,
+}
+
+/// A signup, deduped per `(contest, email)` by the worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignupEvent {
+    /// Derived from `(contest_id, email)`.
+    pub entry_id: EntryId,
+    /// The contest signed up for.
+    pub contest_id: ContestId,
+    /// Who signed up, normalised.
+    pub email: Email,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Phone number, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    /// A friend's referral code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referral_code: Option<String>,
+    /// When the receiver accepted it.
     pub received_at: DateTime<Utc>,
 }
 
@@ -132,6 +179,7 @@ mod tests {
             email: Email::parse("a@example.com").unwrap(),
             money: Money::new(Decimal::from_str("79.90").unwrap(), Currency::USD).unwrap(),
             received_at: Utc::now(),
+            referral_code: None,
         }))
     }
 

@@ -29,7 +29,7 @@ use lapin::{
 use shared::{
     amqp::{self, Topology},
     db,
-    event::{Envelope, Event, PurchaseEvent},
+    event::{Envelope, Event},
     retry::Backoff,
 };
 use sqlx::PgPool;
@@ -170,15 +170,12 @@ impl Consumer {
         batch: Vec<Delivery>,
         stop: &CancellationToken,
     ) -> lapin::Result<()> {
-        let mut events: Vec<PurchaseEvent> = Vec::with_capacity(batch.len());
+        let mut events: Vec<Event> = Vec::with_capacity(batch.len());
         let mut tags: Vec<u64> = Vec::with_capacity(batch.len());
         for delivery in &batch {
             match Envelope::from_bytes(&delivery.data) {
-                Ok(Envelope {
-                    event: Event::Purchase(purchase),
-                    ..
-                }) => {
-                    events.push(purchase);
+                Ok(Envelope { event, .. }) => {
+                    events.push(event);
                     tags.push(delivery.delivery_tag);
                 }
                 Err(error) => {
@@ -197,7 +194,7 @@ impl Consumer {
     async fn settle(
         &self,
         channel: &Channel,
-        events: &[PurchaseEvent],
+        events: &[Event],
         tags: &[u64],
         stop: &CancellationToken,
     ) -> lapin::Result<()> {
@@ -210,7 +207,7 @@ impl Consumer {
                     self.status.database_down.store(false, Ordering::Release);
                     failpoint::after_commit(self.failpoint);
                     for &index in &outcome.unknown_contest {
-                        tracing::error!(purchase_id = %events[index].purchase_id, contest_id = %events[index].contest_id, "dead-lettering a purchase for an unknown contest");
+                        tracing::error!(message_id = events[index].message_id(), contest_id = %events[index].contest_id(), "dead-lettering an event for an unknown contest");
                         dead_letter(channel, tags[index]).await?;
                     }
                     tracing::debug!(
@@ -271,7 +268,7 @@ impl Consumer {
                     return Ok(());
                 }
                 Err(error) => {
-                    tracing::error!(%error, purchase_id = %events[0].purchase_id, "dead-lettering a purchase the database refuses");
+                    tracing::error!(%error, message_id = events[0].message_id(), "dead-lettering an event the database refuses");
                     return dead_letter(channel, tags[0]).await;
                 }
             }

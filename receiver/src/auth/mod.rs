@@ -25,11 +25,15 @@ pub enum GenericCredential {
     StandardWebhooks,
     /// The webhook secret in the body field `secret`.
     BodySecret,
+    /// A valid `X-Shopify-Hmac-Sha256` with the contest's Shopify secret: the body is a Shopify
+    /// order, not the generic body.
+    Shopify,
 }
 
 /// Authenticates a generic webhook (purchase, signup, lookup) in the contract's order:
 /// a header credential decides alone when present; otherwise a Standard Webhooks signature;
-/// otherwise the body field `secret`. A body that is not a JSON object has no `secret`: 401.
+/// otherwise a Shopify signature (the body is then a Shopify order); otherwise the body field
+/// `secret`. A body that is not a JSON object has no `secret`: 401.
 pub fn authenticate_generic(
     headers: &HeaderMap,
     body: &[u8],
@@ -47,6 +51,11 @@ pub fn authenticate_generic(
             now,
         )
         .map(|()| GenericCredential::StandardWebhooks);
+    }
+    if crate::providers::shopify::is_present(headers) {
+        let secret = contest.provider_secrets.shopify.as_deref();
+        return crate::providers::shopify::verify(headers, body, secret, now)
+            .map(|()| GenericCredential::Shopify);
     }
     let given = serde_json::from_slice::<serde_json::Value>(body)
         .ok()

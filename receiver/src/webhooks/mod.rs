@@ -1,8 +1,12 @@
 //! The public listener: webhook endpoints and purchase lookups.
 //!
 //! - [`purchase`]: the generic purchase webhook and the purchase lookup.
+//! - [`signup`]: the signup webhook.
+//! - [`provider`]: Shopify, Stripe and Coinflow endpoints.
 
+pub mod provider;
 pub mod purchase;
+pub mod signup;
 
 use std::sync::Arc;
 
@@ -21,6 +25,19 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/webhooks/purchase/{contest_id}/{order_id}",
             axum::routing::get(purchase::lookup),
+        )
+        .route("/api/webhooks/signup/{contest_id}", post(signup::receive))
+        .route(
+            "/api/webhooks/referral/shopify/{contest_id}",
+            post(provider::shopify_referral),
+        )
+        .route(
+            "/api/webhooks/referral/stripe/{contest_id}",
+            post(provider::stripe_referral),
+        )
+        .route(
+            "/api/webhooks/coinflow/{contest_id}",
+            post(provider::coinflow),
         )
 }
 

@@ -17,9 +17,12 @@ use shared::{
     money::{Currency, Money},
 };
 
-use super::{publish, resolve_contest};
+use super::{
+    provider::{self, Provider, Referral},
+    publish, resolve_contest,
+};
 use crate::{
-    auth,
+    auth::{self, GenericCredential},
     body::{parse_object, Fields, RawBody},
     error::{success, ApiError},
     state::AppState,
@@ -34,7 +37,19 @@ pub async fn receive(
 ) -> Result<Response, ApiError> {
     let contest = resolve_contest(&state, &contest_id).await?;
     let now = Utc::now();
-    auth::authenticate_generic(&headers, &body, &contest, now)?;
+    let credential = auth::authenticate_generic(&headers, &body, &contest, now)?;
+    if credential == GenericCredential::Shopify {
+        return provider::accept(
+            &state,
+            &contest,
+            &headers,
+            &body,
+            Provider::Shopify,
+            Referral::Ignore,
+            now,
+        )
+        .await;
+    }
     if !contest.purchase_tracking {
         return Err(ApiError::TrackingDisabled);
     }
@@ -64,6 +79,7 @@ pub async fn receive(
         email,
         money,
         received_at: now,
+        referral_code: None,
     }));
     publish(&state, &envelope).await?;
     tracing::info!(%purchase_id, contest_id = %contest.id, "purchase accepted");

@@ -1,0 +1,489 @@
+//! Shopify order webhooks: `X-Shopify-Hmac-Sha256` verification and `orders/paid` orders.
+//!
+//! Shopify signs the raw body with HMAC-SHA256 keyed with the app's (or the store's webhook)
+//! secret and sends the digest base64-encoded. The order payload is the REST Admin API `Order`
+//! resource: `total_price` is a decimal string in the shop currency `currency` (the buyer's
+//! `presentment_currency` applies to the `*_set.presentment_money` fields only), and `id` is a
+//! 64-bit integer above 2^53, so it is read as the number's text, never as a float.
+//!
+//! Shopify retries a failed delivery 8 times over 4 hours and then deletes the subscription, so
+//! every authentic delivery is answered `200`: what does not award is [`Verdict::Ignored`].
+
+use axum::http::HeaderMap;
+use base64::{engine::general_purpose::STANDARD, Engine};
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use shared::{
+    ids::OrderId,
+    money::{parse_decimal, Currency, Money},
+};
+
+use super::{
+    first_email, header, integer_text, json_object, percent_decode, quote, referral_code,
+    require_secret, valid_referral_code, ProviderPurchase, Verdict,
+};
+use crate::{
+    auth::hmac::{constant_time_eq, sha256},
+    error::ApiError,
+};
+
+/// The header carrying the base64 HMAC-SHA256 of the raw body.
+pub const SIGNATURE_HEADER: &str = "x-shopify-hmac-sha256";
+
+/// The header naming the webhook topic (`orders/paid`, `orders/create`, …).
+pub const TOPIC_HEADER: &str = "x-shopify-topic";
+
+/// The only topic that awards: the order's payment has been captured.
+pub const AWARDING_TOPIC: &str = "orders/paid";
+
+/// Note attributes (cart attributes) that carry a referral code.
+const REFERRAL_ATTRIBUTES: [&str; 2] = ["ref", "referralCode"];
+
+/// True when the request carries a Shopify signature (the generic purchase endpoint uses this to
+/// pick the Shopify scheme).
+pub fn is_present(headers: &HeaderMap) -> bool {
+    headers.contains_key(SIGNATURE_HEADER)
+}
+
+/// Verifies `X-Shopify-Hmac-Sha256` against the contest's Shopify secret. Shopify deliveries carry
+/// no signed timestamp, so `now` is unused (dedupe makes replays harmless).
+pub fn verify(
+    headers: &HeaderMap,
+    body: &[u8],
+    secret: Option<&str>,
+    _now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let secret = require_secret(secret)?;
+    let given = header(headers, SIGNATURE_HEADER)
+        .and_then(|encoded| STANDARD.decode(encoded).ok())
+        .filter(|bytes| bytes.len() == 32)
+        .ok_or(ApiError::Unauthorized)?;
+    let expected = sha256(secret.as_bytes(), &[body]);
+    if constant_time_eq(&given, &expected) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// What an authentic Shopify delivery means.
+///
+/// `X-Shopify-Topic: orders/paid` awards; any other topic is ignored. Without a topic header (a
+/// store's own script replaying an order, say) the order awards only when its `financial_status`
+/// is `paid`, so an unpaid order can never award by dropping the header. `test: true` orders award
+/// only when `accept_test_events` is set.
+pub fn parse(headers: &HeaderMap, body: &[u8], accept_test_events: bool) -> Verdict {
+    let topic = match headers.get(TOPIC_HEADER).map(|value| value.to_str()) {
+        None => None,
+        Some(Ok(topic)) => Some(topic.trim()),
+        Some(Err(_)) => return Verdict::ignored("the X-Shopify-Topic header is not readable"),
+    };
+    if let Some(topic) = topic {
+        if topic != AWARDING_TOPIC {
+            return Verdict::ignored(format!("topic {} does not award", quote(topic)));
+        }
+    }
+    let order = match json_object(body) {
+        Ok(order) => order,
+        Err(verdict) => return verdict,
+    };
+    if topic.is_none() && order.get("financial_status").and_then(Value::as_str) != Some("paid") {
+        return Verdict::ignored("no X-Shopify-Topic header and financial_status is not paid");
+    }
+    if order.get("test") == Some(&Value::Bool(true)) && !accept_test_events {
+        return Verdict::ignored("test order, and the contest does not accept test events");
+    }
+    match purchase(&order) {
+        Ok(purchase) => Verdict::Award(purchase),
+        Err(reason) => Verdict::Ignored(reason),
+    }
+}
+
+/// The purchase an order describes, or why it describes none.
+fn purchase(order: &Map<String, Value>) -> Result<ProviderPurchase, String> {
+    let order_id = order
+        .get("id")
+        .and_then(integer_text)
+        .and_then(|id| OrderId::parse(&id).ok())
+        .ok_or("order has no integer id")?;
+    let email = first_email([
+        order.get("email"),
+        order.get("contact_email"),
+        order
+            .get("customer")
+            .and_then(|customer| customer.get("email")),
+    ])
+    .ok_or("order has no buyer email")?;
+    let currency = match order.get("currency").and_then(Value::as_str) {
+        Some(code) => Currency::parse(code)
+            .map_err(|_| format!("currency {} is not an ISO 4217 code", quote(code)))?,
+        None => return Err("order has no currency".into()),
+    };
+    let total = match order.get("total_price") {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Number(number)) => number.to_string(),
+        _ => return Err("order has no total_price".into()),
+    };
+    let amount = parse_decimal(&total).map_err(|_| "total_price is not a decimal number")?;
+    let money = Money::new(amount, currency).map_err(|error| format!("total_price {error}"))?;
+    Ok(ProviderPurchase {
+        order_id,
+        email,
+        money,
+        referral_code: order_referral_code(order),
+    })
+}
+
+/// The order's referral code: the first discount code, else the first `note_attributes` entry
+/// named `ref` or `referralCode`, else `ref=` in the query of `landing_site`.
+fn order_referral_code(order: &Map<String, Value>) -> Option<String> {
+    let entries = |key: &str| {
+        order
+            .get(key)
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    };
+    entries("discount_codes")
+        .iter()
+        .find_map(|discount| referral_code(discount.get("code")))
+        .or_else(|| {
+            entries("note_attributes")
+                .iter()
+                .filter(|attribute| {
+                    attribute
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|name| REFERRAL_ATTRIBUTES.contains(&name.trim()))
+                })
+                .find_map(|attribute| referral_code(attribute.get("value")))
+        })
+        .or_else(|| {
+            order
+                .get("landing_site")
+                .and_then(Value::as_str)
+                .and_then(landing_site_ref)
+        })
+}
+
+/// The `ref` query parameter of a landing path or URL (`/?ref=ALICE1&utm_source=ig`).
+fn landing_site_ref(landing_site: &str) -> Option<String> {
+    let (_, query) = landing_site.split_once('?')?;
+    let query = query.split('#').next().unwrap_or_default();
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, _)| *key == "ref")
+        .find_map(|(_, value)| valid_referral_code(percent_decode(value)?.trim().to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+    use crate::providers::fuzz;
+
+    const SECRET: &str = "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";
+
+    /// An `orders/paid` payload modelled on Shopify's documented sample order (trimmed).
+    const ORDER: &str = r##"{"id":820982911946154508,"admin_graphql_api_id":"gid://shopify/Order/820982911946154508","browser_ip":"203.0.113.7","buyer_accepts_marketing":true,"cancel_reason":null,"cancelled_at":null,"confirmation_number":"XPAV284CT","confirmed":true,"contact_email":"jane.buyer@example.com","created_at":"2024-06-26T12:00:00-04:00","currency":"USD","current_total_price":"79.99","customer_locale":"en","discount_codes":[{"code":"ALICE-2024","amount":"10.00","type":"fixed_amount"}],"email":"Jane.Buyer@Example.com","financial_status":"paid","landing_site":"/?ref=BOB7&utm_source=ig","name":"#1001","note":null,"note_attributes":[{"name":"ref","value":"CAROL9"}],"order_number":1001,"presentment_currency":"EUR","subtotal_price":"74.99","tags":"","test":false,"total_price":"79.99","total_price_set":{"shop_money":{"amount":"79.99","currency_code":"USD"},"presentment_money":{"amount":"73.50","currency_code":"EUR"}},"total_tax":"5.00","customer":{"id":115310627314723954,"email":"jane.buyer@example.com","first_name":"Jane","last_name":"Buyer"},"line_items":[{"id":866550311766439020,"price":"84.99","quantity":1,"sku":"TEE-BLK-M","title":"Blitz Tee"}]}"##;
+
+    /// base64(HMAC-SHA256(ORDER, SECRET)), computed independently with Python's `hmac` module.
+    const ORDER_SIGNATURE: &str = "Iqejl/1RXPazJdVXB5OO90HDg8PT+JGzZ0HjpeibIi8=";
+
+    fn headers(signature: Option<&str>, topic: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(signature) = signature {
+            headers.insert(SIGNATURE_HEADER, signature.parse().unwrap());
+        }
+        if let Some(topic) = topic {
+            headers.insert(TOPIC_HEADER, topic.parse().unwrap());
+        }
+        headers
+    }
+
+    fn paid(body: &str) -> Verdict {
+        parse(&headers(None, Some("orders/paid")), body.as_bytes(), false)
+    }
+
+    /// The sample order with `change` applied to its JSON.
+    fn order_with(change: impl FnOnce(&mut Map<String, Value>)) -> String {
+        let mut order: Map<String, Value> = serde_json::from_str(ORDER).unwrap();
+        change(&mut order);
+        Value::Object(order).to_string()
+    }
+
+    fn award(verdict: Verdict) -> ProviderPurchase {
+        match verdict {
+            Verdict::Award(purchase) => purchase,
+            Verdict::Ignored(reason) => panic!("expected an award, got ignored: {reason}"),
+        }
+    }
+
+    fn reason(verdict: Verdict) -> String {
+        match verdict {
+            Verdict::Ignored(reason) => reason,
+            Verdict::Award(purchase) => panic!("expected ignored, got an award: {purchase:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_signature_verifies() {
+        let headers = headers(Some(ORDER_SIGNATURE), Some("orders/paid"));
+        assert!(verify(&headers, ORDER.as_bytes(), Some(SECRET), Utc::now()).is_ok());
+    }
+
+    #[test]
+    fn wrong_secret_is_unauthorized() {
+        let headers = headers(Some(ORDER_SIGNATURE), Some("orders/paid"));
+        let result = verify(&headers, ORDER.as_bytes(), Some("shpss_other"), Utc::now());
+        assert!(matches!(result, Err(ApiError::Unauthorized)));
+    }
+
+    #[test]
+    fn missing_secret_is_unauthorized() {
+        let headers = headers(Some(ORDER_SIGNATURE), Some("orders/paid"));
+        for secret in [None, Some("")] {
+            let result = verify(&headers, ORDER.as_bytes(), secret, Utc::now());
+            assert!(matches!(result, Err(ApiError::Unauthorized)), "{secret:?}");
+        }
+    }
+
+    #[test]
+    fn missing_or_malformed_signature_is_unauthorized() {
+        let short = STANDARD.encode([0u8; 16]);
+        for signature in [None, Some(""), Some("not base64!"), Some(short.as_str())] {
+            let headers = headers(signature, Some("orders/paid"));
+            let result = verify(&headers, ORDER.as_bytes(), Some(SECRET), Utc::now());
+            assert!(
+                matches!(result, Err(ApiError::Unauthorized)),
+                "{signature:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tampered_body_is_unauthorized() {
+        let tampered = ORDER.replace("\"total_price\":\"79.99\"", "\"total_price\":\"7999\"");
+        assert_ne!(tampered, ORDER);
+        let headers = headers(Some(ORDER_SIGNATURE), Some("orders/paid"));
+        let result = verify(&headers, tampered.as_bytes(), Some(SECRET), Utc::now());
+        assert!(matches!(result, Err(ApiError::Unauthorized)));
+    }
+
+    #[test]
+    fn paid_order_awards_the_buyer_with_the_exact_order_id() {
+        let purchase = award(paid(ORDER));
+        // 820982911946154508 > 2^53: a float would have made it ...504.
+        assert_eq!(purchase.order_id.as_str(), "820982911946154508");
+        assert_eq!(purchase.email.as_str(), "jane.buyer@example.com");
+        assert_eq!(purchase.money.amount.to_string(), "79.99");
+        assert_eq!(purchase.money.currency.as_str(), "USD");
+        assert_eq!(purchase.referral_code.as_deref(), Some("ALICE-2024"));
+    }
+
+    #[test]
+    fn amount_is_the_shop_currency_total_not_the_presentment_one() {
+        let purchase = award(paid(ORDER));
+        assert_eq!(purchase.money.currency, Currency::USD);
+    }
+
+    #[test]
+    fn other_topics_are_ignored() {
+        for topic in ["orders/create", "orders/updated", "refunds/create"] {
+            let verdict = parse(&headers(None, Some(topic)), ORDER.as_bytes(), true);
+            assert_eq!(reason(verdict), format!("topic {topic} does not award"));
+        }
+    }
+
+    #[test]
+    fn missing_topic_awards_only_a_paid_order() {
+        assert!(matches!(
+            parse(&HeaderMap::new(), ORDER.as_bytes(), false),
+            Verdict::Award(_)
+        ));
+        let pending = order_with(|order| {
+            order.insert("financial_status".into(), json!("pending"));
+        });
+        let verdict = parse(&HeaderMap::new(), pending.as_bytes(), false);
+        assert!(reason(verdict).contains("financial_status is not paid"));
+    }
+
+    #[test]
+    fn unreadable_topic_is_ignored() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            TOPIC_HEADER,
+            HeaderValue::from_bytes(b"orders/\xffpaid").unwrap(),
+        );
+        assert!(reason(parse(&headers, ORDER.as_bytes(), true)).contains("not readable"));
+    }
+
+    #[test]
+    fn test_orders_award_only_when_the_contest_accepts_them() {
+        let test_order = order_with(|order| {
+            order.insert("test".into(), json!(true));
+        });
+        let headers = headers(None, Some("orders/paid"));
+        assert!(reason(parse(&headers, test_order.as_bytes(), false)).contains("test order"));
+        assert!(matches!(
+            parse(&headers, test_order.as_bytes(), true),
+            Verdict::Award(_)
+        ));
+    }
+
+    #[test]
+    fn buyer_email_falls_back_to_contact_then_customer_email() {
+        let contact_only = order_with(|order| {
+            order.insert("email".into(), json!(""));
+            order.insert("contact_email".into(), json!("Contact@Example.com"));
+        });
+        assert_eq!(
+            award(paid(&contact_only)).email.as_str(),
+            "contact@example.com"
+        );
+        let customer_only = order_with(|order| {
+            order.remove("email");
+            order.insert("contact_email".into(), json!(null));
+            order["customer"]["email"] = json!("customer@example.com");
+        });
+        assert_eq!(
+            award(paid(&customer_only)).email.as_str(),
+            "customer@example.com"
+        );
+    }
+
+    #[test]
+    fn order_without_buyer_email_is_ignored() {
+        let anonymous = order_with(|order| {
+            order.remove("email");
+            order.remove("contact_email");
+            order.remove("customer");
+        });
+        assert_eq!(reason(paid(&anonymous)), "order has no buyer email");
+    }
+
+    #[test]
+    fn unusable_amounts_and_currencies_are_ignored() {
+        let cases: [(&str, Value, &str); 5] = [
+            (
+                "total_price",
+                json!("0.00"),
+                "total_price must be greater than zero",
+            ),
+            (
+                "total_price",
+                json!("-5.00"),
+                "total_price must be greater than zero",
+            ),
+            (
+                "total_price",
+                json!("free"),
+                "total_price is not a decimal number",
+            ),
+            (
+                "currency",
+                json!("XYZ"),
+                "currency XYZ is not an ISO 4217 code",
+            ),
+            ("total_price", json!(null), "order has no total_price"),
+        ];
+        for (field, value, expected) in cases {
+            let order = order_with(|order| {
+                order.insert(field.into(), value);
+            });
+            assert_eq!(reason(paid(&order)), expected, "{field}");
+        }
+        let no_currency = order_with(|order| {
+            order.remove("currency");
+        });
+        assert_eq!(reason(paid(&no_currency)), "order has no currency");
+    }
+
+    #[test]
+    fn order_without_integer_id_is_ignored() {
+        for id in [
+            json!(null),
+            json!("gid://shopify/Order/1"),
+            json!(1.5),
+            json!(-3),
+        ] {
+            let order = order_with(|order| {
+                order.insert("id".into(), id);
+            });
+            assert_eq!(reason(paid(&order)), "order has no integer id");
+        }
+    }
+
+    #[test]
+    fn bodies_that_are_not_json_objects_are_ignored() {
+        assert_eq!(reason(paid("not json")), "body is not valid JSON");
+        assert_eq!(reason(paid("[1,2]")), "body is not a JSON object");
+        assert_eq!(reason(paid("")), "body is not valid JSON");
+    }
+
+    #[test]
+    fn referral_code_falls_back_to_note_attributes_then_landing_site() {
+        let no_discount = order_with(|order| {
+            order.insert("discount_codes".into(), json!([]));
+        });
+        assert_eq!(
+            award(paid(&no_discount)).referral_code.as_deref(),
+            Some("CAROL9")
+        );
+        let named_referral_code = order_with(|order| {
+            order.insert("discount_codes".into(), json!([]));
+            order.insert(
+                "note_attributes".into(),
+                json!([{"name": "gift", "value": "yes"}, {"name": "referralCode", "value": "DAN3"}]),
+            );
+        });
+        assert_eq!(
+            award(paid(&named_referral_code)).referral_code.as_deref(),
+            Some("DAN3")
+        );
+        let landing_only = order_with(|order| {
+            order.insert("discount_codes".into(), json!([]));
+            order.insert("note_attributes".into(), json!([]));
+            order.insert(
+                "landing_site".into(),
+                json!("https://shop.example.com/products/tee?utm_source=x&ref=EVE%2D5#top"),
+            );
+        });
+        assert_eq!(
+            award(paid(&landing_only)).referral_code.as_deref(),
+            Some("EVE-5")
+        );
+        let none = order_with(|order| {
+            order.insert("discount_codes".into(), json!([]));
+            order.insert("note_attributes".into(), json!([]));
+            order.insert(
+                "landing_site".into(),
+                json!("/collections/all?utm_source=x"),
+            );
+        });
+        assert_eq!(award(paid(&none)).referral_code, None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        #[test]
+        fn arbitrary_input_never_panics(
+            body in fuzz::body(&[
+                "id", "email", "contact_email", "customer", "currency", "total_price", "test",
+                "financial_status", "discount_codes", "code", "note_attributes", "name",
+                "value", "landing_site",
+            ]),
+            headers in fuzz::headers(&[SIGNATURE_HEADER, TOPIC_HEADER]),
+            secret in proptest::option::of(".{0,40}"),
+            accept_test_events in any::<bool>(),
+        ) {
+            let _ = verify(&headers, &body, secret.as_deref(), Utc::now());
+            let _ = parse(&headers, &body, accept_test_events);
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! `POST /api/webhooks/signup/:contestId`: a person joins a contest, possibly with a friend's
+//! referral code. Published like a purchase; the worker dedupes on `(contest, email)` and pays
+//! the referral bonus once.
+
+use axum::{
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+use chrono::Utc;
+use serde_json::json;
+use shared::{
+    email::Email,
+    event::{Envelope, Event, SignupEvent},
+    ids::EntryId,
+};
+
+use super::{publish, resolve_contest};
+use crate::{
+    auth::{self, GenericCredential},
+    body::{parse_object, Fields, RawBody},
+    error::{success, ApiError},
+    state::AppState,
+};
+
+/// Longest name, phone number or referral code accepted.
+const MAX_TEXT_CHARS: usize = 200;
+
+/// Receives one signup: contest → authentication → body → publish → 200 with the entry id.
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(contest_id): Path<String>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let contest = resolve_contest(&state, &contest_id).await?;
+    let now = Utc::now();
+    // A Shopify order signature authenticates orders, not signups.
+    if auth::authenticate_generic(&headers, &body, &contest, now)? == GenericCredential::Shopify {
+        return Err(ApiError::Unauthorized);
+    }
+    let object = parse_object(&body)?;
+    let fields = Fields::new(&object);
+    let email = Email::parse(fields.required_str("email")?)
+        .map_err(|error| ApiError::field("email", error.to_string()))?;
+    let text = |key: &str| -> Result<Option<String>, ApiError> {
+        let value = fields
+            .optional_str(key)?
+            .map(str::trim)
+            .filter(|v| !v.is_empty());
+        if value.is_some_and(|v| v.chars().count() > MAX_TEXT_CHARS) {
+            return Err(ApiError::field(
+                key,
+                format!("must be at most {MAX_TEXT_CHARS} characters"),
+            ));
+        }
+        Ok(value.map(str::to_owned))
+    };
+    let name = text("name")?;
+    let phone = text("phone")?;
+    let referral_code = text("referralCode")?;
+
+    let entry_id = EntryId::derive(&contest.id, &email);
+    let envelope = Envelope::new(Event::Signup(SignupEvent {
+        entry_id: entry_id.clone(),
+        contest_id: contest.id.clone(),
+        email,
+        name,
+        phone,
+        referral_code,
+        received_at: now,
+    }));
+    publish(&state, &envelope).await?;
+    tracing::info!(%entry_id, contest_id = %contest.id, "signup accepted");
+    Ok(success(
+        StatusCode::OK,
+        json!({ "entryId": entry_id, "status": "accepted" }),
+    ))
+}
