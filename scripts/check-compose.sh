@@ -9,5 +9,4 @@ if ! command -v docker-compose >/dev/null 2>&1; then
 fi
 export ADMIN_TOKEN="${ADMIN_TOKEN:-compose-check}"
 docker-compose -f docker-compose.yml config -q
-docker-compose -f docker-compose.yml --profile monitoring config -q 2>/dev/null || true
 echo "docker-compose.yml is valid"

@@ -124,6 +124,7 @@ impl ContestCache {
             .map(|contest| (contest.id.clone(), Arc::new(contest)))
             .collect();
         *write(&self.inner.contests) = map;
+        metrics::gauge!(shared::metrics::CONTEST_CACHE_SIZE).set(count as f64);
         self.inner.loaded.store(true, Ordering::Release);
         Ok(count)
     }

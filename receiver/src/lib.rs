@@ -17,6 +17,8 @@
 //! - [`webhooks`]: the public endpoints.
 //! - [`admin`]: the admin API (contests, entries, leaderboard).
 //! - [`health`]: `/healthz` and `/readyz`.
+//! - [`openapi`]: the OpenAPI document of both listeners, served at `/openapi.json` (admin).
+//! - [`metrics`]: request metrics middleware and `/metrics`.
 
 pub mod admin;
 pub mod auth;
@@ -25,6 +27,8 @@ pub mod config;
 pub mod contest_cache;
 pub mod error;
 pub mod health;
+pub mod metrics;
+pub mod openapi;
 pub mod providers;
 pub mod publish;
 pub mod state;
@@ -43,8 +47,11 @@ use shared::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceBuilder;
-use tower_http::trace::TraceLayer;
+use tower::{limit::GlobalConcurrencyLimitLayer, ServiceBuilder};
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
 
 use crate::{
     config::ReceiverConfig, contest_cache::ContestCache, error::ApiError, publish::Publisher,
@@ -69,6 +76,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    shared::metrics::install();
     let pool = db::lazy_pool(
         &config.common.database_url,
         PoolSettings {
@@ -111,16 +119,9 @@ pub async fn run(
         admin = %admin.local_addr()?,
         "receiver listening"
     );
-    let public_server = axum::serve(public, public_router(state.clone()))
-        .with_graceful_shutdown(stop_http.clone().cancelled_owned());
-    let admin_server = axum::serve(admin, admin_router(state))
-        .with_graceful_shutdown(stop_http.clone().cancelled_owned());
-    let servers = async {
-        tokio::try_join!(
-            std::future::IntoFuture::into_future(public_server),
-            std::future::IntoFuture::into_future(admin_server)
-        )
-    };
+    let public_server = serve(public, public_router(state.clone()), stop_http.clone());
+    let admin_server = serve(admin, admin_router(state), stop_http.clone());
+    let servers = async { tokio::try_join!(public_server, admin_server) };
     tokio::select! {
         result = servers => { result?; }
         () = async { stop_http.cancelled().await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
@@ -136,6 +137,57 @@ pub async fn run(
     Ok(())
 }
 
+/// How long a client may take to send a request's head (request line and headers), on a new
+/// connection or between requests on a kept-alive one, before the connection is closed.
+/// `axum::serve` sets no such limit (hyper enforces one only when given a timer), and
+/// [`REQUEST_TIMEOUT`] starts only once the head is in, so a client trickling headers would
+/// otherwise hold a connection forever.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` over HTTP/1.1 on `listener` until `stop` is cancelled, then stops accepting
+/// and waits for the requests in flight (idle kept-alive connections close at once).
+/// Like `axum::serve`, plus [`HEADER_READ_TIMEOUT`].
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    use hyper_util::{
+        rt::{TokioIo, TokioTimer},
+        server::graceful::GracefulShutdown,
+        service::TowerToHyperService,
+    };
+
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let connections = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors or similar: back off rather than spin.
+                    tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+    Ok(())
+}
+
 /// The public listener's routes and middleware.
 pub fn public_router(state: AppState) -> Router {
     let max_concurrency = state.config.max_concurrency;
@@ -148,13 +200,15 @@ pub fn admin_router(state: AppState) -> Router {
     let routes = admin::router(state.clone())
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi::serve))
+        .route("/metrics", get(metrics::render))
         .fallback(not_found);
     protect(routes, max_concurrency).with_state(state)
 }
 
-/// Overload protection: at most `max_concurrency` requests at once (more get 503 immediately,
-/// so overload never turns into unbounded memory), no request outlives [`REQUEST_TIMEOUT`], and
-/// no body over 1 MiB is read.
+/// Overload protection: at most `max_concurrency` requests at once on the listener, all routes
+/// together (more get 503 immediately, so overload never turns into unbounded memory), no
+/// request outlives [`REQUEST_TIMEOUT`], and no body over 1 MiB is read.
 fn protect(router: Router<AppState>, max_concurrency: usize) -> Router<AppState> {
     router
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
@@ -167,10 +221,26 @@ fn protect(router: Router<AppState>, max_concurrency: usize) -> Router<AppState>
                     ApiError::Overloaded.into_response()
                 }))
                 .load_shed()
-                .concurrency_limit(max_concurrency.max(1))
+                // Global: `Router::layer` wraps each route separately, and a plain
+                // `concurrency_limit` would give every route its own cap.
+                .layer(GlobalConcurrencyLimitLayer::new(max_concurrency.max(1)))
                 .timeout(REQUEST_TIMEOUT),
         )
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(metrics::track))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// The span of one request: method, route and the request id (the caller's `X-Request-Id` when
+/// it sent one, else a fresh UUID), so every log line of a request can be found together.
+fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", method = %request.method(), uri = %request.uri().path(), request_id)
 }
 
 async fn not_found() -> ApiError {

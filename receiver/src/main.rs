@@ -1,4 +1,8 @@
 //! `receiver`: runs the webhook receiver, or `receiver migrate` to apply migrations and exit.
+//! Operator subcommands: `receiver openapi` prints the OpenAPI document, `receiver contest …`
+//! creates and inspects contests and rotates their secrets ([`cli`]).
+
+mod cli;
 
 use std::process::ExitCode;
 
@@ -22,13 +26,41 @@ enum Command {
     Migrate,
     /// Exit 0 if the running receiver on this host reports ready (container health checks).
     Healthcheck,
+    /// Print the OpenAPI document of both listeners (`receiver openapi > openapi.json`).
+    Openapi,
+    /// Create a contest, show one, or rotate its webhook secret, directly in the database.
+    Contest {
+        #[command(subcommand)]
+        command: cli::ContestCommand,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Operator commands print for a person or a file: no log lines mixed into their output.
+    match cli.command {
+        Some(Command::Openapi) => {
+            print!("{}", receiver::openapi::spec_json());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Contest { command }) => {
+            return match crate::cli::run(command, &cli.config).await {
+                Ok(output) => {
+                    print!("{output}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     shared::telemetry::init(cli.config.common.log_format);
     let result = match cli.command {
+        Some(Command::Openapi | Command::Contest { .. }) => unreachable!("handled above"),
         Some(Command::Migrate) => migrate(&cli.config).await,
         Some(Command::Healthcheck) => shared::healthcheck::probe(cli.config.admin_addr, "/readyz")
             .await

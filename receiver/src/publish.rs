@@ -35,6 +35,15 @@ const TIMEOUTS_BEFORE_RECONNECT: u32 = 3;
 /// How often the connection's state is polled, besides its event stream.
 const HEALTH_POLL: Duration = Duration::from_millis(500);
 
+/// Longest wait to connect, enable confirms and declare the topology. lapin has no handshake
+/// timeout, so without this a connection into a silent network (a partition, a blackholing
+/// firewall) would wait forever and the receiver would never reconnect.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest wait for the broker to confirm closing a connection we are abandoning: a dead
+/// connection never answers, and lapin stops its heartbeat checks once closing has begun.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Why an event was not durably accepted by the broker. Every variant means "answer 503".
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -122,6 +131,26 @@ impl Publisher {
     /// Publishes one persistent event and waits for the broker's confirm, bounded by the timeout.
     /// `Ok` means the broker has the message durably (in a quorum queue: on a majority of nodes).
     pub async fn publish(&self, envelope: &Envelope) -> Result<(), PublishError> {
+        let started = std::time::Instant::now();
+        let result = self.publish_untimed(envelope).await;
+        let label = match &result {
+            Ok(()) => "confirmed",
+            Err(PublishError::NotConnected) => "not_connected",
+            Err(PublishError::Blocked) => "blocked",
+            Err(PublishError::Timeout) => "timeout",
+            Err(PublishError::Nacked) => "nacked",
+            Err(PublishError::Returned) => "returned",
+            Err(PublishError::Amqp(_)) => "error",
+        };
+        metrics::counter!(shared::metrics::PUBLISHES, "result" => label).increment(1);
+        if result.is_ok() {
+            metrics::histogram!(shared::metrics::PUBLISH_DURATION)
+                .record(started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    async fn publish_untimed(&self, envelope: &Envelope) -> Result<(), PublishError> {
         let channel = self.current_channel().ok_or(PublishError::NotConnected)?;
         if self.inner.blocked.load(Ordering::Acquire) {
             return Err(PublishError::Blocked);
@@ -194,16 +223,25 @@ impl Publisher {
         loop {
             let session = tokio::select! {
                 () = stop.cancelled() => return,
-                session = self.open(&url) => session,
+                session = tokio::time::timeout(OPEN_TIMEOUT, self.open(&url)) => {
+                    let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
+                    session.unwrap_or_else(|_| Err(timed_out.into()))
+                }
             };
             match session {
                 Ok(connection) => {
                     backoff.reset();
+                    metrics::counter!(shared::metrics::BROKER_CONNECTS, "process" => "receiver")
+                        .increment(1);
                     tracing::info!("publisher connected to the broker");
                     let stopped = self.watch(&connection, &stop).await;
                     self.set_channel(None);
                     self.inner.blocked.store(false, Ordering::Release);
-                    let _ = connection.close(200, "receiver closing".into()).await;
+                    let _ = tokio::time::timeout(
+                        CLOSE_TIMEOUT,
+                        connection.close(200, "receiver closing".into()),
+                    )
+                    .await;
                     if stopped {
                         return;
                     }
@@ -241,8 +279,12 @@ impl Publisher {
             tokio::select! {
                 () = stop.cancelled() => return true,
                 () = self.inner.reconnect.notified() => {
-                    tracing::warn!("confirms keep timing out; replacing the broker connection");
-                    return false;
+                    // A request left over from the previous connection is stale: `open` reset
+                    // the count, so only act on timeouts of this connection.
+                    if self.inner.timeouts.load(Ordering::Relaxed) >= TIMEOUTS_BEFORE_RECONNECT {
+                        tracing::warn!("confirms keep timing out; replacing the broker connection");
+                        return false;
+                    }
                 }
                 event = events.next() => match event {
                     Some(lapin::Event::ConnectionBlocked(reason)) => {

@@ -89,10 +89,11 @@ pub struct PurchaseEvent {
     pub money: Money,
     /// When the receiver accepted it (for end-to-end lag).
     pub received_at: DateTime<Utc>,
-    /// The referral code the order carried (referral webhooks only): its owner is credited
+    /// Candidate referral codes the order carried, in priority order (referral webhooks only):
+    /// the owner of the first one that belongs to another entry is credited
     /// `referral.pointsPerUnit` per unit, deduped per `(contest, source, orderId)`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub referral_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub referral_codes: Vec<String>,
 }
 
 /// A signup, deduped per `(contest, email)` by the worker.
@@ -179,7 +180,7 @@ mod tests {
             email: Email::parse("a@example.com").unwrap(),
             money: Money::new(Decimal::from_str("79.90").unwrap(), Currency::USD).unwrap(),
             received_at: Utc::now(),
-            referral_code: None,
+            referral_codes: Vec::new(),
         }))
     }
 

@@ -15,6 +15,7 @@
 //! - [`db`]: connecting (creating the database if missing), migrations and the queries both sides run.
 //! - [`amqp`]: RabbitMQ connection and the topology (exchange, quorum queue, dead letters).
 //! - [`retry`]: capped, jittered exponential backoff for reconnect and retry loops.
+//! - [`metrics`]: the Prometheus recorder and every metric name.
 //! - [`healthcheck`]: the container health probe both binaries offer as a subcommand.
 //! - [`telemetry`] and [`shutdown`]: logging set-up and the signal both binaries stop on.
 
@@ -26,6 +27,7 @@ pub mod email;
 pub mod event;
 pub mod healthcheck;
 pub mod ids;
+pub mod metrics;
 pub mod money;
 pub mod points;
 pub mod retry;

@@ -10,12 +10,16 @@
 //! - [`app`]: a running receiver (and workers) with request helpers.
 //! - [`broker`]: direct RabbitMQ access (queue depths, raw publishes).
 //! - [`process`]: the built binaries as child processes.
+//! - [`proxy`]: a TCP proxy between a service and Postgres or RabbitMQ, to cut and restore the network.
+//! - [`sender`]: a load sender that retries like Shopify and Stripe, and the exact-points audit.
 //! - [`wait`]: wait-until-condition instead of sleeps.
 
 pub mod app;
 pub mod broker;
 pub mod env;
 pub mod process;
+pub mod proxy;
+pub mod sender;
 pub mod wait;
 
 pub use app::App;

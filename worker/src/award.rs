@@ -192,7 +192,10 @@ async fn record_purchases(
     if !deltas.is_empty() {
         let delta_ids: Vec<&str> = deltas.keys().map(String::as_str).collect();
         let delta_points: Vec<i64> = deltas.values().copied().collect();
-        sqlx::query("SELECT 1 FROM entries WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        // NO KEY UPDATE, not UPDATE: it does not conflict with the KEY SHARE locks that the
+        // foreign keys of concurrent purchase inserts take on the same entries (in purchase
+        // order), which is what would otherwise let two workers deadlock.
+        sqlx::query("SELECT 1 FROM entries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
             .bind(&delta_ids)
             .execute(&mut *tx)
             .await?;
@@ -217,11 +220,16 @@ async fn credit_referrers(
     rows: &BTreeMap<&str, PurchaseRow<'_>>,
     deltas: &mut BTreeMap<String, i64>,
 ) -> Result<usize, sqlx::Error> {
+    // Every (purchase, candidate code) pair, candidates in the order the provider ranked them.
     let referred: Vec<(&PurchaseRow<'_>, String)> = rows
         .values()
-        .filter_map(|row| {
-            let code = normalise_referral_code(row.event.referral_code.as_deref()?);
-            (!code.is_empty()).then_some((row, code))
+        .flat_map(|row| {
+            row.event
+                .referral_codes
+                .iter()
+                .map(|code| normalise_referral_code(code))
+                .filter(|code| !code.is_empty())
+                .map(move |code| (row, code))
         })
         .collect();
     if referred.is_empty() {
@@ -245,8 +253,13 @@ async fn credit_referrers(
     .map(|(contest, code, id)| ((contest, code), id))
     .collect();
 
+    // Per purchase, the first candidate owned by someone other than the buyer.
     let mut credits: Vec<(&PurchaseRow<'_>, &str, i64)> = Vec::new();
+    let mut credited: HashSet<&str> = HashSet::new();
     for (row, code) in &referred {
+        if credited.contains(row.event.purchase_id.as_str()) {
+            continue;
+        }
         let Some(owner) = owners.get(&(row.event.contest_id.as_str().to_owned(), code.clone()))
         else {
             continue;
@@ -254,6 +267,7 @@ async fn credit_referrers(
         if owner == row.entry_id.as_str() {
             continue;
         }
+        credited.insert(row.event.purchase_id.as_str());
         let award = row
             .contest
             .points_rule()

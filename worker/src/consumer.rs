@@ -35,12 +35,24 @@ use shared::{
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use shared::metrics as names;
+use tracing::Instrument;
+
 use crate::{
-    award::award_batch,
+    award::{award_batch, BatchOutcome},
     batch::{gather, Gathered},
     config::WorkerConfig,
     failpoint::{self, Failpoint},
 };
+
+/// Longest wait to connect to the broker. lapin has no handshake timeout, so without this a
+/// connection into a silent network (a partition, a blackholing firewall) would wait forever,
+/// and so would reconnecting and SIGTERM.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest wait for the broker to confirm a cancel or close: a dead connection never answers,
+/// and lapin stops its heartbeat checks once closing has begun.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Shared flags `/readyz` reports on.
 #[derive(Debug, Default)]
@@ -102,7 +114,12 @@ impl Consumer {
         stop: &CancellationToken,
         backoff: &mut Backoff,
     ) -> lapin::Result<SessionEnd> {
-        let connection = amqp::connect(&self.config.common.amqp_url, "worker").await?;
+        let connection = tokio::time::timeout(
+            OPEN_TIMEOUT,
+            amqp::connect(&self.config.common.amqp_url, "worker"),
+        )
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         let channel = connection.create_channel().await?;
         self.topology.declare(&channel).await?;
         // Prefetch bounds how many unacked messages the broker pushes us: memory stays flat
@@ -120,6 +137,9 @@ impl Consumer {
             )
             .await?;
         self.status.consuming.store(true, Ordering::Release);
+        metrics::counter!(names::BROKER_CONNECTS, "process" => "worker").increment(1);
+        let stats =
+            crate::queue_stats::spawn(connection.create_channel().await?, self.topology.clone());
         backoff.reset();
         tracing::info!(queue = %self.topology.queue, "consuming");
 
@@ -150,15 +170,23 @@ impl Consumer {
             }
         };
         self.status.consuming.store(false, Ordering::Release);
+        stats.abort();
         if matches!(end, SessionEnd::Stopped) {
             // Stop deliveries first; anything prefetched but not yet taken is returned to the
             // queue by the broker when the channel closes.
-            let _ = channel
-                .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-                .await;
-            let _ = channel.close(200, "worker stopping".into()).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                let _ = channel
+                    .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                    .await;
+                let _ = channel.close(200, "worker stopping".into()).await;
+            })
+            .await;
         }
-        let _ = connection.close(200, "worker closing".into()).await;
+        let _ = tokio::time::timeout(
+            CLOSE_TIMEOUT,
+            connection.close(200, "worker closing".into()),
+        )
+        .await;
         Ok(end)
     }
 
@@ -172,6 +200,7 @@ impl Consumer {
     ) -> lapin::Result<()> {
         let mut events: Vec<Event> = Vec::with_capacity(batch.len());
         let mut tags: Vec<u64> = Vec::with_capacity(batch.len());
+        metrics::counter!(names::DELIVERIES).increment(batch.len() as u64);
         for delivery in &batch {
             match Envelope::from_bytes(&delivery.data) {
                 Ok(Envelope { event, .. }) => {
@@ -180,6 +209,7 @@ impl Consumer {
                 }
                 Err(error) => {
                     tracing::error!(%error, delivery_tag = delivery.delivery_tag, "dead-lettering an undecodable message");
+                    metrics::counter!(names::DEAD_LETTERED, "reason" => "undecodable").increment(1);
                     dead_letter(channel, delivery.delivery_tag).await?;
                 }
             }
@@ -187,7 +217,12 @@ impl Consumer {
         if events.is_empty() {
             return Ok(());
         }
-        self.settle(channel, &events, &tags, stop).await
+        // The batch's span carries its purchase / entry ids, so every log line of the batch
+        // (retries, dead letters, lost acks) names the events it concerns.
+        let span = tracing::info_span!("batch", size = events.len(), ids = %batch_ids(&events));
+        self.settle(channel, &events, &tags, stop)
+            .instrument(span)
+            .await
     }
 
     /// Awards `events` (delivered under `tags`) with retries, then acks or dead-letters them.
@@ -206,8 +241,11 @@ impl Consumer {
                 Ok(outcome) => {
                     self.status.database_down.store(false, Ordering::Release);
                     failpoint::after_commit(self.failpoint);
+                    record_batch(events, &outcome);
                     for &index in &outcome.unknown_contest {
                         tracing::error!(message_id = events[index].message_id(), contest_id = %events[index].contest_id(), "dead-lettering an event for an unknown contest");
+                        metrics::counter!(names::DEAD_LETTERED, "reason" => "unknown_contest")
+                            .increment(1);
                         dead_letter(channel, tags[index]).await?;
                     }
                     tracing::debug!(
@@ -229,6 +267,7 @@ impl Consumer {
                             )
                             .await;
                         if let Err(error) = acked {
+                            metrics::counter!(names::ACKS_LOST).increment(tags.len() as u64);
                             tracing::warn!(%error, "ack lost after commit; the redelivery will be a duplicate");
                             return Err(error);
                         }
@@ -243,9 +282,10 @@ impl Consumer {
                         tracing::warn!(%error, "stopping during a database outage; returning the batch to the queue");
                         return requeue(channel, tags).await;
                     }
+                    metrics::counter!(names::DB_RETRIES).increment(1);
                     let delay = backoff.next_delay();
                     if attempts == 1 || attempts.is_power_of_two() {
-                        tracing::warn!(%error, attempts, retry_in_ms = delay.as_millis() as u64, "database unavailable; holding the batch");
+                        tracing::warn!(%error, attempts, retry_in_ms = delay.as_millis() as u64, "transient database error (unavailable, deadlock or serialization); holding the batch and retrying");
                     }
                     tokio::select! {
                         () = stop.cancelled() => {}
@@ -269,6 +309,7 @@ impl Consumer {
                 }
                 Err(error) => {
                     tracing::error!(%error, message_id = events[0].message_id(), "dead-lettering an event the database refuses");
+                    metrics::counter!(names::DEAD_LETTERED, "reason" => "refused").increment(1);
                     return dead_letter(channel, tags[0]).await;
                 }
             }
@@ -297,4 +338,32 @@ async fn requeue(channel: &Channel, tags: &[u64]) -> lapin::Result<()> {
             .await?;
     }
     Ok(())
+}
+
+/// The first few message ids of a batch, for its span.
+fn batch_ids(events: &[Event]) -> String {
+    const SHOWN: usize = 5;
+    let mut ids: Vec<&str> = events.iter().take(SHOWN).map(Event::message_id).collect();
+    if events.len() > SHOWN {
+        ids.push("…");
+    }
+    ids.join(",")
+}
+
+/// Metrics of a committed batch, including each event's end-to-end lag.
+fn record_batch(events: &[Event], outcome: &BatchOutcome) {
+    metrics::histogram!(names::BATCH_SIZE).record(events.len() as f64);
+    metrics::counter!(names::PURCHASES_RECORDED).increment(outcome.recorded as u64);
+    metrics::counter!(names::DUPLICATES).increment(outcome.duplicates as u64);
+    metrics::counter!(names::POINTS_AWARDED).increment(outcome.points.max(0) as u64);
+    metrics::counter!(names::REFERRAL_CREDITS).increment(outcome.referral_credits as u64);
+    metrics::counter!(names::SIGNUPS).increment(outcome.signups as u64);
+    let now = chrono::Utc::now();
+    for event in events {
+        let lag = (now - event.received_at())
+            .num_microseconds()
+            .unwrap_or(0)
+            .max(0);
+        metrics::histogram!(names::END_TO_END_LAG).record(lag as f64 / 1e6);
+    }
 }

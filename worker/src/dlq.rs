@@ -14,8 +14,8 @@ use std::fmt;
 
 use lapin::{
     options::{
-        BasicAckOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
-        ConfirmSelectOptions, QueueDeclareOptions,
+        BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+        QueueDeclareOptions,
     },
     types::{AMQPValue, FieldTable, ShortString},
     BasicProperties, Channel, Confirmation, Connection,
@@ -137,7 +137,6 @@ pub async fn list(
 ) -> lapin::Result<Vec<DeadLetter>> {
     let channel = open(connection, topology).await?;
     let mut letters = Vec::new();
-    let mut last_tag = None;
     while letters.len() < limit {
         let Some(message) = channel
             .basic_get(
@@ -149,21 +148,10 @@ pub async fn list(
             break;
         };
         let delivery = message.delivery;
-        last_tag = Some(delivery.delivery_tag);
         letters.push(DeadLetter::from_parts(&delivery.properties, delivery.data));
     }
-    if let Some(tag) = last_tag {
-        // Put them all back now rather than relying on the close alone.
-        channel
-            .basic_nack(
-                tag,
-                BasicNackOptions {
-                    multiple: true,
-                    requeue: true,
-                },
-            )
-            .await?;
-    }
+    // Closing the channel returns every unacked message to the queue. Not an explicit
+    // nack-requeue: RabbitMQ 4 counts those as failed deliveries toward a delivery limit.
     let _ = channel.close(200, "listed".into()).await;
     Ok(letters)
 }
@@ -315,7 +303,9 @@ fn latest_death(headers: &FieldTable) -> Option<Death> {
     let deaths = headers.inner().get("x-death")?.as_array()?;
     let entry = deaths.as_slice().first()?.as_field_table()?.inner();
     let text = |key: &str| match entry.get(key) {
-        Some(AMQPValue::LongString(value)) => Some(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+        Some(AMQPValue::LongString(value)) => {
+            Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
+        }
         Some(AMQPValue::ShortString(value)) => Some(value.as_str().to_owned()),
         _ => None,
     };

@@ -1,4 +1,5 @@
-//! The worker's HTTP listener: `/healthz` (alive) and `/readyz` (consuming, database reachable).
+//! The worker's HTTP listener: `/healthz` (alive), `/readyz` (consuming, database reachable) and
+//! `/metrics` (Prometheus).
 
 use std::sync::{atomic::Ordering, Arc};
 
@@ -12,6 +13,7 @@ pub fn router(status: Arc<Status>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(render_metrics))
         .with_state(status)
 }
 
@@ -40,4 +42,14 @@ async fn readyz(State(status): State<Arc<Status>>) -> impl IntoResponse {
             ),
         )
     }
+}
+
+async fn render_metrics() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        shared::metrics::install().render(),
+    )
 }

@@ -7,15 +7,19 @@
 //! - [`consumer`]: connect, consume with manual acks, settle batches, reconnect.
 //! - [`batch`]: gathering deliveries into batches (size or deadline).
 //! - [`award`]: the one transaction that records purchases and adds points.
-//! - [`health`]: `/healthz` and `/readyz`.
+//! - [`health`]: `/healthz`, `/readyz` and `/metrics`.
+//! - [`queue_stats`]: queue depth and consumer gauges from passive declares.
+//! - [`dlq`]: operator commands on the dead-letter queue: count, list, replay.
 //! - [`failpoint`]: test-only fault injection (inert unless configured).
 
 pub mod award;
 pub mod batch;
 pub mod config;
 pub mod consumer;
+pub mod dlq;
 pub mod failpoint;
 pub mod health;
+pub mod queue_stats;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -42,6 +46,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    shared::metrics::install();
     let pool = db::lazy_pool(
         &config.common.database_url,
         PoolSettings {

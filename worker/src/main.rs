@@ -1,4 +1,5 @@
-//! `worker`: runs the award worker, or `worker migrate` to apply migrations and exit.
+//! `worker`: runs the award worker, or `worker migrate` to apply migrations and exit, or
+//! `worker dlq count|list|replay` to inspect and replay dead letters.
 
 use std::process::ExitCode;
 
@@ -21,6 +22,30 @@ enum Command {
     Migrate,
     /// Exit 0 if the running worker on this host reports ready (container health checks).
     Healthcheck,
+    /// Inspect and replay the dead-letter queue (`AMQP_URL`, `AMQP_PREFIX`).
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Print how many dead letters are waiting.
+    Count,
+    /// Print dead letters without removing them: id, type, why it died, body (cut).
+    List {
+        /// Most dead letters to print, oldest first.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Move dead letters back to the events exchange; each leaves the dead-letter queue only
+    /// after the broker confirmed its republished copy.
+    Replay {
+        /// Most dead letters to replay (default: all waiting when the replay starts).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
 }
 
 #[tokio::main]
@@ -32,6 +57,7 @@ async fn main() -> ExitCode {
         Some(Command::Healthcheck) => shared::healthcheck::probe(cli.config.worker_addr, "/readyz")
             .await
             .map_err(anyhow::Error::msg),
+        Some(Command::Dlq { command }) => dlq(&cli.config, command).await,
         None => serve(cli.config).await,
     };
     match result {
@@ -56,4 +82,27 @@ async fn migrate(config: &WorkerConfig) -> anyhow::Result<()> {
     shared::db::prepare(url, &pool).await?;
     tracing::info!("migrations applied");
     Ok(())
+}
+
+async fn dlq(config: &WorkerConfig, command: DlqCommand) -> anyhow::Result<()> {
+    let connection = shared::amqp::connect(&config.common.amqp_url, "worker-dlq").await?;
+    let topology = shared::amqp::Topology::new(&config.common.amqp_prefix);
+    let result = match command {
+        DlqCommand::Count => worker::dlq::count(&connection, &topology)
+            .await
+            .map(|count| println!("{count}"))
+            .map_err(anyhow::Error::from),
+        DlqCommand::List { limit } => worker::dlq::list(&connection, &topology, limit)
+            .await
+            .map(|letters| letters.iter().for_each(|letter| println!("{letter}")))
+            .map_err(anyhow::Error::from),
+        DlqCommand::Replay { limit } => {
+            worker::dlq::replay(&connection, &topology, limit.unwrap_or(usize::MAX))
+                .await
+                .map(|replayed| println!("replayed {replayed}"))
+                .map_err(anyhow::Error::from)
+        }
+    };
+    let _ = connection.close(200, "dlq command done".into()).await;
+    result
 }

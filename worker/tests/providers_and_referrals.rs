@@ -393,3 +393,23 @@ async fn signup_with_a_code_pays_advocate_and_friend_once() {
     assert_eq!(invalid.error_field(), "email");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_store_promotion_code_does_not_hide_the_referral_link() {
+    let app = App::with_workers(1).await;
+    let contest = referral_contest(&app).await;
+    let code = entry_code(&app, &contest, "linker@example.com").await;
+    let body = format!(
+        r#"{{"id":77,"email":"promo@example.com","total_price":"100.00","currency":"USD","financial_status":"paid","discount_codes":[{{"code":"SUMMER10"}}],"landing_site":"/?utm_source=ig&ref={code}"}}"#
+    );
+    let path = format!("/api/webhooks/referral/shopify/{}", contest.id);
+    let answer = send_shopify(&app, &path, &body, "orders/paid").await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    app.recorded(&contest, "77", Some("shopify")).await;
+    assert_eq!(
+        points_of(&app, &contest, "linker@example.com").await,
+        10,
+        "100 × 0.1 via the ref= link"
+    );
+    app.stop().await;
+}

@@ -38,7 +38,24 @@ pub async fn create(
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let object = parse_object(&body)?;
-    let fields = Fields::new(&object);
+    let contest = create_contest(&state.db, &object).await?;
+    let contest = state.cache.put(contest);
+    tracing::info!(contest_id = %contest.id, "contest created");
+    Ok(success(
+        StatusCode::CREATED,
+        contest_json(&contest, state.config.base_url()),
+    ))
+}
+
+/// Validates a create body (only `name` is required), fills in the defaults, generates the id
+/// when absent and the webhook secret, and inserts the contest: 400 naming the field, 409 when
+/// the id is taken. The table's trigger tells every running receiver. Shared by
+/// `POST /api/contests` and `receiver contest create`.
+pub async fn create_contest(
+    db: &sqlx::PgPool,
+    body: &serde_json::Map<String, Value>,
+) -> Result<Contest, ApiError> {
+    let fields = Fields::new(body);
     let id = match fields.optional_str("id")? {
         Some(raw) => {
             ContestId::parse(raw).map_err(|error| ApiError::field("id", error.to_string()))?
@@ -64,15 +81,10 @@ pub async fn create(
         updated_at: now,
     };
     apply_settings(&fields, &mut contest)?;
-    if !db::contests::insert(&state.db, &contest).await? {
+    if !db::contests::insert(db, &contest).await? {
         return Err(ApiError::ContestExists);
     }
-    let contest = state.cache.put(contest);
-    tracing::info!(contest_id = %contest.id, "contest created");
-    Ok(success(
-        StatusCode::CREATED,
-        contest_json(&contest, state.config.base_url()),
-    ))
+    Ok(contest)
 }
 
 /// `GET /api/contests/:id`.
@@ -203,7 +215,10 @@ fn apply_settings(fields: &Fields<'_>, contest: &mut Contest) -> Result<(), ApiE
             };
             *slot = match value {
                 Value::Null => None,
-                Value::String(secret) if (1..=1024).contains(&secret.trim().len()) => {
+                Value::String(secret)
+                    if (1..=1024).contains(&secret.trim().len())
+                        && !secret.chars().any(char::is_control) =>
+                {
                     Some(secret.trim().to_owned())
                 }
                 _ => return Err(ApiError::field(name, "must be a non-empty string or null")),

@@ -79,6 +79,14 @@ pub async fn get(
     Path((contest_id, entry_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let contest = super::load_contest(&state, &contest_id).await?;
+    // Entry ids are `ent_` + base-32; anything else (a NUL byte included) cannot exist.
+    if !entry_id.starts_with("ent_")
+        || !entry_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(ApiError::NotFound("entry"));
+    }
     let entry = db::entries::find(&state.db, &contest.id, &entry_id)
         .await?
         .ok_or(ApiError::NotFound("entry"))?;

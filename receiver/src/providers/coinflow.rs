@@ -113,7 +113,7 @@ fn purchase(data: &Map<String, Value>) -> Result<ProviderPurchase, String> {
         order_id,
         email,
         money,
-        referral_code: None,
+        referral_codes: Vec::new(),
     })
 }
 
@@ -301,7 +301,7 @@ mod tests {
         assert_eq!(purchase.email.as_str(), "buyer@example.com");
         assert_eq!(purchase.money.amount.to_string(), "25.00");
         assert_eq!(purchase.money.currency, Currency::USD);
-        assert_eq!(purchase.referral_code, None);
+        assert!(purchase.referral_codes.is_empty());
     }
 
     #[test]

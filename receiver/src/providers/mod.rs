@@ -36,8 +36,9 @@ pub struct ProviderPurchase {
     pub email: Email,
     /// What the buyer paid, exactly.
     pub money: Money,
-    /// The referral code the order carries, if any (who it belongs to is the worker's business).
-    pub referral_code: Option<String>,
+    /// Candidate referral codes the order carries, in priority order; the worker credits the
+    /// first one that belongs to an entry (who owns a code is the worker's business).
+    pub referral_codes: Vec<String>,
 }
 
 /// What an authentic provider event means for us.
@@ -56,6 +57,9 @@ impl Verdict {
         Verdict::Ignored(reason.into())
     }
 }
+
+/// Most candidate referral codes passed on per order.
+const MAX_REFERRAL_CANDIDATES: usize = 8;
 
 /// Longest referral code we pass on; anything longer is not a human-typable code.
 const MAX_REFERRAL_CODE_CHARS: usize = 64;

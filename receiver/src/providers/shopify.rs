@@ -130,13 +130,15 @@ fn purchase(order: &Map<String, Value>) -> Result<ProviderPurchase, String> {
         order_id,
         email,
         money,
-        referral_code: order_referral_code(order),
+        referral_codes: order_referral_codes(order),
     })
 }
 
-/// The order's referral code: the first discount code, else the first `note_attributes` entry
-/// named `ref` or `referralCode`, else `ref=` in the query of `landing_site`.
-fn order_referral_code(order: &Map<String, Value>) -> Option<String> {
+/// The order's candidate referral codes, in priority order: every discount code, then
+/// `note_attributes` entries named `ref` or `referralCode`, then `ref=` in the query of
+/// `landing_site`. All are passed on because only the worker knows which one belongs to an entry:
+/// an ordinary promotion code (`SUMMER10`) must not hide the referral link the buyer arrived by.
+fn order_referral_codes(order: &Map<String, Value>) -> Vec<String> {
     let entries = |key: &str| {
         order
             .get(key)
@@ -144,26 +146,29 @@ fn order_referral_code(order: &Map<String, Value>) -> Option<String> {
             .map(Vec::as_slice)
             .unwrap_or_default()
     };
-    entries("discount_codes")
+    let discounts = entries("discount_codes")
         .iter()
-        .find_map(|discount| referral_code(discount.get("code")))
-        .or_else(|| {
-            entries("note_attributes")
-                .iter()
-                .filter(|attribute| {
-                    attribute
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .is_some_and(|name| REFERRAL_ATTRIBUTES.contains(&name.trim()))
-                })
-                .find_map(|attribute| referral_code(attribute.get("value")))
-        })
-        .or_else(|| {
-            order
-                .get("landing_site")
+        .filter_map(|discount| referral_code(discount.get("code")));
+    let attributes = entries("note_attributes")
+        .iter()
+        .filter(|attribute| {
+            attribute
+                .get("name")
                 .and_then(Value::as_str)
-                .and_then(landing_site_ref)
+                .is_some_and(|name| REFERRAL_ATTRIBUTES.contains(&name.trim()))
         })
+        .filter_map(|attribute| referral_code(attribute.get("value")));
+    let landing = order
+        .get("landing_site")
+        .and_then(Value::as_str)
+        .and_then(landing_site_ref);
+    let mut codes: Vec<String> = Vec::new();
+    for code in discounts.chain(attributes).chain(landing) {
+        if !codes.contains(&code) && codes.len() < super::MAX_REFERRAL_CANDIDATES {
+            codes.push(code);
+        }
+    }
+    codes
 }
 
 /// The `ref` query parameter of a landing path or URL (`/?ref=ALICE1&utm_source=ig`).
@@ -282,7 +287,10 @@ mod tests {
         assert_eq!(purchase.email.as_str(), "jane.buyer@example.com");
         assert_eq!(purchase.money.amount.to_string(), "79.99");
         assert_eq!(purchase.money.currency.as_str(), "USD");
-        assert_eq!(purchase.referral_code.as_deref(), Some("ALICE-2024"));
+        assert_eq!(
+            purchase.referral_codes.first().map(String::as_str),
+            Some("ALICE-2024")
+        );
     }
 
     #[test]
@@ -431,7 +439,10 @@ mod tests {
             order.insert("discount_codes".into(), json!([]));
         });
         assert_eq!(
-            award(paid(&no_discount)).referral_code.as_deref(),
+            award(paid(&no_discount))
+                .referral_codes
+                .first()
+                .map(String::as_str),
             Some("CAROL9")
         );
         let named_referral_code = order_with(|order| {
@@ -442,7 +453,10 @@ mod tests {
             );
         });
         assert_eq!(
-            award(paid(&named_referral_code)).referral_code.as_deref(),
+            award(paid(&named_referral_code))
+                .referral_codes
+                .first()
+                .map(String::as_str),
             Some("DAN3")
         );
         let landing_only = order_with(|order| {
@@ -454,7 +468,10 @@ mod tests {
             );
         });
         assert_eq!(
-            award(paid(&landing_only)).referral_code.as_deref(),
+            award(paid(&landing_only))
+                .referral_codes
+                .first()
+                .map(String::as_str),
             Some("EVE-5")
         );
         let none = order_with(|order| {
@@ -465,7 +482,7 @@ mod tests {
                 json!("/collections/all?utm_source=x"),
             );
         });
-        assert_eq!(award(paid(&none)).referral_code, None);
+        assert!(award(paid(&none)).referral_codes.is_empty());
     }
 
     proptest! {

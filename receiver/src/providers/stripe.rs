@@ -157,14 +157,24 @@ fn purchase(session: &Map<String, Value>) -> Result<ProviderPurchase, String> {
     let money = Money::new(Decimal::new(minor, stripe_exponent(currency)), currency)
         .map_err(|error| format!("amount_total {error}"))?;
     let metadata = session.get("metadata");
-    let referral = referral_code(metadata.and_then(|metadata| metadata.get("referralCode")))
-        .or_else(|| referral_code(metadata.and_then(|metadata| metadata.get("ref"))))
-        .or_else(|| referral_code(session.get("client_reference_id")));
+    // Every candidate, in priority order; the worker credits the first that belongs to an entry
+    // (`client_reference_id` is often a store's own customer id, not a referral code).
+    let mut referral_codes: Vec<String> = Vec::new();
+    let candidates = [
+        metadata.and_then(|metadata| metadata.get("referralCode")),
+        metadata.and_then(|metadata| metadata.get("ref")),
+        session.get("client_reference_id"),
+    ];
+    for code in candidates.into_iter().filter_map(referral_code) {
+        if !referral_codes.contains(&code) {
+            referral_codes.push(code);
+        }
+    }
     Ok(ProviderPurchase {
         order_id,
         email,
         money,
-        referral_code: referral,
+        referral_codes,
     })
 }
 
@@ -347,7 +357,10 @@ mod tests {
         assert_eq!(purchase.email.as_str(), "jenny.rosen@example.com");
         assert_eq!(purchase.money.amount.to_string(), "19.99");
         assert_eq!(purchase.money.currency, Currency::USD);
-        assert_eq!(purchase.referral_code.as_deref(), Some("ALICE1"));
+        assert_eq!(
+            purchase.referral_codes.first().map(String::as_str),
+            Some("ALICE1")
+        );
     }
 
     #[test]
@@ -541,19 +554,25 @@ mod tests {
         let only_ref = session_with(|session| {
             session["metadata"] = json!({"ref": "BOB2"});
         });
-        assert_eq!(award(&only_ref).referral_code.as_deref(), Some("BOB2"));
+        assert_eq!(
+            award(&only_ref).referral_codes.first().map(String::as_str),
+            Some("BOB2")
+        );
         let only_client_reference = session_with(|session| {
             session["metadata"] = json!({});
         });
         assert_eq!(
-            award(&only_client_reference).referral_code.as_deref(),
+            award(&only_client_reference)
+                .referral_codes
+                .first()
+                .map(String::as_str),
             Some("CLIENT-REF-7")
         );
         let none = session_with(|session| {
             session["metadata"] = json!({});
             session.insert("client_reference_id".into(), json!(null));
         });
-        assert_eq!(award(&none).referral_code, None);
+        assert!(award(&none).referral_codes.is_empty());
     }
 
     proptest! {

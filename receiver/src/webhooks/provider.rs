@@ -19,6 +19,7 @@ use super::{publish, resolve_contest};
 use crate::{
     body::RawBody,
     error::{success, ApiError},
+    metrics::{with_outcome, Outcome},
     providers::{self, Verdict},
     state::AppState,
 };
@@ -173,9 +174,12 @@ pub async fn accept(
         Verdict::Award(purchase) => purchase,
         Verdict::Ignored(reason) => {
             tracing::info!(contest_id = %contest.id, source = %provider.source(), %reason, "provider event ignored");
-            return Ok(success(
-                StatusCode::OK,
-                json!({ "status": "ignored", "reason": reason }),
+            return Ok(with_outcome(
+                success(
+                    StatusCode::OK,
+                    json!({ "status": "ignored", "reason": reason }),
+                ),
+                Outcome::IGNORED,
             ));
         }
     };
@@ -189,15 +193,18 @@ pub async fn accept(
         email: purchase.email,
         money: purchase.money,
         received_at: now,
-        referral_code: match referral {
-            Referral::Credit => purchase.referral_code,
-            Referral::Ignore => None,
+        referral_codes: match referral {
+            Referral::Credit => purchase.referral_codes,
+            Referral::Ignore => Vec::new(),
         },
     }));
     publish(state, &envelope).await?;
     tracing::info!(%purchase_id, contest_id = %contest.id, %source, "provider purchase accepted");
-    Ok(success(
-        StatusCode::OK,
-        json!({ "purchaseId": purchase_id, "orderId": purchase.order_id, "status": "accepted" }),
+    Ok(with_outcome(
+        success(
+            StatusCode::OK,
+            json!({ "purchaseId": purchase_id, "orderId": purchase.order_id, "status": "accepted" }),
+        ),
+        Outcome::ACCEPTED,
     ))
 }

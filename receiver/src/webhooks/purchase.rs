@@ -25,6 +25,7 @@ use crate::{
     auth::{self, GenericCredential},
     body::{parse_object, Fields, RawBody},
     error::{success, ApiError},
+    metrics::{with_outcome, Outcome},
     state::AppState,
 };
 
@@ -79,13 +80,16 @@ pub async fn receive(
         email,
         money,
         received_at: now,
-        referral_code: None,
+        referral_codes: Vec::new(),
     }));
     publish(&state, &envelope).await?;
     tracing::info!(%purchase_id, contest_id = %contest.id, "purchase accepted");
-    Ok(success(
-        StatusCode::OK,
-        json!({ "purchaseId": purchase_id, "orderId": order_id, "status": "accepted" }),
+    Ok(with_outcome(
+        success(
+            StatusCode::OK,
+            json!({ "purchaseId": purchase_id, "orderId": order_id, "status": "accepted" }),
+        ),
+        Outcome::ACCEPTED,
     ))
 }
 
@@ -97,8 +101,13 @@ pub async fn lookup(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let contest = resolve_contest(&state, &contest_id).await?;
-    // A GET has no body: a header credential, or a Standard Webhooks signature over the empty body.
-    auth::authenticate_generic(&headers, b"", &contest, Utc::now())?;
+    // A GET has no body: a header credential, or a Standard Webhooks signature over the empty
+    // body. A Shopify signature authenticates an order, not a lookup.
+    if auth::authenticate_generic(&headers, b"", &contest, Utc::now())?
+        == GenericCredential::Shopify
+    {
+        return Err(ApiError::Unauthorized);
+    }
 
     let source = match query.get("source") {
         Some(raw) => {

@@ -20,6 +20,7 @@ use crate::{
     auth::{self, GenericCredential},
     body::{parse_object, Fields, RawBody},
     error::{success, ApiError},
+    metrics::{with_outcome, Outcome},
     state::AppState,
 };
 
@@ -72,8 +73,11 @@ pub async fn receive(
     }));
     publish(&state, &envelope).await?;
     tracing::info!(%entry_id, contest_id = %contest.id, "signup accepted");
-    Ok(success(
-        StatusCode::OK,
-        json!({ "entryId": entry_id, "status": "accepted" }),
+    Ok(with_outcome(
+        success(
+            StatusCode::OK,
+            json!({ "entryId": entry_id, "status": "accepted" }),
+        ),
+        Outcome::ACCEPTED,
     ))
 }

@@ -180,7 +180,7 @@ pub async fn sign_up(
         lock_ids.push(owner.id.as_str().to_owned());
     }
     lock_ids.sort();
-    sqlx::query("SELECT id FROM entries WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+    sqlx::query("SELECT id FROM entries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
         .bind(&lock_ids)
         .execute(&mut *tx)
         .await?;

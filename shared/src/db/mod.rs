@@ -107,13 +107,8 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
         | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => matches!(
             db.code().as_deref(),
-            // connection exceptions, insufficient resources, operator intervention (shutdown),
-            // serialization failure, deadlock.
-            Some(code) if code.starts_with("08")
-                || code.starts_with("53")
-                || code.starts_with("57P")
-                || code == "40001"
-                || code == "40P01"
+            // connection exceptions, insufficient resources, operator intervention (shutdown).
+            Some(code) if code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
         ),
         _ => false,
     }
@@ -123,10 +118,14 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
 pub const REFERRAL_CODE_CONSTRAINT: &str = "entries_contest_id_referral_code_key";
 
 /// True for errors after which running the whole transaction again may succeed: the database
-/// being unavailable, and a referral-code collision (a new code is drawn on the next attempt).
+/// being unavailable, a serialization failure or deadlock (40001, 40P01), and a referral-code
+/// collision (a new code is drawn on the next attempt).
 pub fn is_retryable(error: &sqlx::Error) -> bool {
     if let sqlx::Error::Database(db) = error {
         if db.constraint() == Some(REFERRAL_CODE_CONSTRAINT) {
+            return true;
+        }
+        if matches!(db.code().as_deref(), Some("40001" | "40P01")) {
             return true;
         }
     }

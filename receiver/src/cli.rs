@@ -1,0 +1,295 @@
+//! Operator subcommands of the `receiver` binary: `receiver contest create | show | rotate-secret`.
+//!
+//! They work on the database directly (`DATABASE_URL`; created and migrated if needed), so no
+//! receiver has to be running and no admin token is involved. Running receivers pick a change
+//! up through the contests table's LISTEN/NOTIFY trigger, like any admin API write. Creation
+//! goes through the admin API's own validation ([`create_contest`]), so both paths accept and
+//! default exactly the same settings.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::Subcommand;
+use receiver::{
+    admin::contests::{contest_json, create_contest},
+    config::ReceiverConfig,
+};
+use serde_json::{Map, Value};
+use shared::{
+    contest::{generate_webhook_secret, Contest, PREVIOUS_SECRET_GRACE},
+    db,
+    ids::ContestId,
+};
+use sqlx::{postgres::PgPoolOptions, PgPool};
+
+/// `receiver contest …`.
+#[derive(Debug, Subcommand)]
+pub enum ContestCommand {
+    /// Create a contest (same validation and defaults as `POST /api/contests`) and print its
+    /// webhook URLs and secret.
+    Create {
+        /// Display name (1–200 characters).
+        #[arg(long)]
+        name: String,
+        /// Contest id, `[A-Za-z0-9_-]{1,64}`; generated when absent.
+        #[arg(long)]
+        id: Option<String>,
+        /// ISO 4217 code points are counted in [default: USD].
+        #[arg(long)]
+        currency: Option<String>,
+        /// Points per one unit of the contest currency, an exact decimal [default: 1].
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        points_per_unit: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Print a contest's settings, webhook URLs and secret.
+    Show {
+        /// Contest id.
+        id: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Replace a contest's webhook secret (as `POST /api/contests/{id}/webhook-secret/rotate`);
+    /// the old one keeps working for 24 hours. Prints the new secret.
+    RotateSecret {
+        /// Contest id.
+        id: String,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+/// How a contest is printed.
+#[derive(Debug, clap::Args)]
+pub struct Output {
+    /// Print the contest as the admin API's JSON (`data` of its answer) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs a `contest` subcommand and returns what to print.
+pub async fn run(command: ContestCommand, config: &ReceiverConfig) -> anyhow::Result<String> {
+    let pool = connect(&config.common.database_url).await?;
+    let result = execute(command, &pool, config.base_url()).await;
+    pool.close().await;
+    result
+}
+
+async fn execute(command: ContestCommand, pool: &PgPool, base_url: &str) -> anyhow::Result<String> {
+    match command {
+        ContestCommand::Create {
+            name,
+            id,
+            currency,
+            points_per_unit,
+            output,
+        } => {
+            let mut body = Map::new();
+            body.insert("name".into(), Value::String(name));
+            let optional = [
+                ("id", id),
+                ("currency", currency),
+                // A string, so the decimal is parsed exactly, as the admin API parses it.
+                ("pointsPerUnit", points_per_unit),
+            ];
+            for (key, value) in optional {
+                if let Some(value) = value {
+                    body.insert(key.into(), Value::String(value));
+                }
+            }
+            let contest = create_contest(pool, &body).await?;
+            Ok(render(&contest, base_url, &output, "created"))
+        }
+        ContestCommand::Show { id, output } => {
+            let contest = load(pool, &id).await?;
+            Ok(render(&contest, base_url, &output, "found"))
+        }
+        ContestCommand::RotateSecret { id, output } => {
+            let contest = rotate_secret(pool, &id).await?;
+            Ok(render(&contest, base_url, &output, "secret rotated"))
+        }
+    }
+}
+
+/// Opens a small pool on `url`, creating the database and applying migrations if needed (so a
+/// fresh installation can create its first contest before any service has started).
+async fn connect(url: &str) -> anyhow::Result<PgPool> {
+    db::create_if_missing(url)
+        .await
+        .context("creating the database")?;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+        .with_context(|| format!("connecting to {}", shared::config::redact_url(url)))?;
+    db::prepare(url, &pool)
+        .await
+        .context("applying migrations")?;
+    Ok(pool)
+}
+
+/// The contest with this id, or an error naming it.
+async fn load(pool: &PgPool, raw_id: &str) -> anyhow::Result<Contest> {
+    let not_found = || anyhow::anyhow!("no contest with id {raw_id:?}");
+    let id = ContestId::parse(raw_id).map_err(|_| not_found())?;
+    db::contests::find(pool, &id).await?.ok_or_else(not_found)
+}
+
+/// What `POST /api/contests/{id}/webhook-secret/rotate` does: a fresh secret, the old one kept
+/// for [`PREVIOUS_SECRET_GRACE`].
+async fn rotate_secret(pool: &PgPool, raw_id: &str) -> anyhow::Result<Contest> {
+    let mut contest = load(pool, raw_id).await?;
+    let now = Utc::now();
+    let old = std::mem::replace(&mut contest.webhook_secret, generate_webhook_secret());
+    contest.previous_webhook_secret = Some((old, now + PREVIOUS_SECRET_GRACE));
+    contest.updated_at = now;
+    if !db::contests::update(pool, &contest).await? {
+        anyhow::bail!("no contest with id {raw_id:?}");
+    }
+    Ok(contest)
+}
+
+/// The contest as text for a person (or as the admin API's JSON with `--json`).
+fn render(contest: &Contest, base_url: &str, output: &Output, what: &str) -> String {
+    let data = contest_json(contest, base_url);
+    if output.json {
+        let mut text = serde_json::to_string_pretty(&data).expect("JSON values serialise");
+        text.push('\n');
+        return text;
+    }
+    let text = |value: &Value| match value {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    let mut out = format!("Contest {} ({what}): {}\n", contest.id, contest.name);
+    out.push_str(&format!(
+        "  points          {} per {} (rounding {}), purchase tracking {}\n",
+        text(&data["pointsPerUnit"]),
+        contest.currency,
+        text(&data["rounding"]),
+        if contest.purchase_tracking {
+            "on"
+        } else {
+            "off"
+        },
+    ));
+    out.push_str(&format!("  webhook secret  {}\n", contest.webhook_secret));
+    if let Some((_, expires_at)) = &contest.previous_webhook_secret {
+        if *expires_at > Utc::now() {
+            out.push_str(&format!(
+                "  previous secret accepted until {}\n",
+                expires_at.to_rfc3339()
+            ));
+        }
+    }
+    out.push_str(
+        "Webhook URLs (send the secret in X-Webhook-Secret, or sign with Standard Webhooks):\n",
+    );
+    for key in ["purchase", "signup", "shopify", "stripe", "coinflow"] {
+        out.push_str(&format!("  {key:<9} {}\n", text(&data["webhookUrls"][key])));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use testkit::TestEnv;
+
+    use super::*;
+
+    /// The `contest` part of the command line, parsed as `main` parses it.
+    #[derive(Parser)]
+    struct Args {
+        #[command(subcommand)]
+        command: ContestCommand,
+    }
+
+    fn parse(args: &[&str]) -> ContestCommand {
+        Args::try_parse_from(std::iter::once("contest").chain(args.iter().copied()))
+            .expect("valid arguments")
+            .command
+    }
+
+    #[tokio::test]
+    async fn create_show_and_rotate_work_on_the_database() {
+        let env = TestEnv::new();
+        let config = env.receiver_config();
+
+        let printed = run(
+            parse(&[
+                "create",
+                "--name",
+                "Summer Blitz",
+                "--id",
+                "summer",
+                "--currency",
+                "eur",
+                "--points-per-unit",
+                "2.5",
+            ]),
+            &config,
+        )
+        .await
+        .expect("created");
+        assert!(printed.contains("http://localhost:8080/api/webhooks/purchase/summer"));
+        assert!(printed.contains("2.5 per EUR"), "{printed}");
+        let pool = env.pool().await;
+        let stored = load(&pool, "summer").await.expect("stored");
+        assert_eq!(stored.name, "Summer Blitz");
+        assert!(printed.contains(&stored.webhook_secret));
+
+        let json = run(parse(&["show", "summer", "--json"]), &config)
+            .await
+            .expect("shown");
+        let json: Value = serde_json::from_str(&json).expect("JSON");
+        assert_eq!(json["webhookSecret"], stored.webhook_secret.as_str());
+        assert_eq!(json["pointsPerUnit"].to_string(), "2.5");
+
+        run(parse(&["rotate-secret", "summer"]), &config)
+            .await
+            .expect("rotated");
+        let rotated = load(&pool, "summer").await.expect("stored");
+        assert_ne!(rotated.webhook_secret, stored.webhook_secret);
+        assert_eq!(
+            rotated.accepted_webhook_secrets(Utc::now()).nth(1),
+            Some(stored.webhook_secret.as_str()),
+            "the old secret keeps working"
+        );
+        pool.close().await;
+        env.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn create_validates_like_the_admin_api() {
+        let env = TestEnv::new();
+        let config = env.receiver_config();
+        let error = run(
+            parse(&["create", "--name", "X", "--id", "no spaces"]),
+            &config,
+        )
+        .await
+        .unwrap_err();
+        assert!(error.to_string().starts_with("id: "), "{error}");
+        let error = run(
+            parse(&["create", "--name", "X", "--points-per-unit", "-1"]),
+            &config,
+        )
+        .await
+        .unwrap_err();
+        assert!(error.to_string().starts_with("pointsPerUnit: "), "{error}");
+        run(parse(&["create", "--name", "X", "--id", "taken"]), &config)
+            .await
+            .expect("created");
+        let error = run(parse(&["create", "--name", "Y", "--id", "taken"]), &config)
+            .await
+            .unwrap_err();
+        assert_eq!(error.to_string(), "a contest with this id already exists");
+        let error = run(parse(&["show", "missing"]), &config).await.unwrap_err();
+        assert_eq!(error.to_string(), "no contest with id \"missing\"");
+        env.cleanup().await;
+    }
+}

@@ -1,0 +1,58 @@
+//! Request metrics and the `/metrics` endpoint. Metric names live in [`shared::metrics`].
+
+use std::time::Instant;
+
+use axum::{
+    extract::{MatchedPath, Request},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use shared::metrics as names;
+
+/// How a webhook request ended, attached to successful responses by the handlers so the request
+/// counter can tell `accepted` from `ignored` (everything else is counted by status code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome(pub &'static str);
+
+impl Outcome {
+    /// The event was published and confirmed.
+    pub const ACCEPTED: Outcome = Outcome("accepted");
+    /// An authentic provider event that awards nothing.
+    pub const IGNORED: Outcome = Outcome("ignored");
+}
+
+/// Marks a response with its outcome.
+pub fn with_outcome(mut response: Response, outcome: Outcome) -> Response {
+    response.extensions_mut().insert(outcome);
+    response
+}
+
+/// Counts every request by route template and outcome, and times it.
+pub async fn track(request: Request, next: Next) -> Response {
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let outcome = response.extensions().get::<Outcome>().map_or_else(
+        || response.status().as_u16().to_string(),
+        |outcome| outcome.0.to_owned(),
+    );
+    metrics::counter!(names::HTTP_REQUESTS, "endpoint" => endpoint.clone(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(names::HTTP_DURATION, "endpoint" => endpoint)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`: the Prometheus text format.
+pub async fn render() -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        shared::metrics::install().render(),
+    )
+}

@@ -1,0 +1,82 @@
+//! Prometheus metrics: the recorder both binaries install, and every metric name in one place
+//! (so dashboards, alerts, docs and tests agree). Exposed at `/metrics` on the receiver's admin
+//! listener and on the worker's listener.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Webhook and admin requests, by `endpoint` (route template) and `outcome` (`accepted`,
+/// `ignored`, or the HTTP status code of anything else).
+pub const HTTP_REQUESTS: &str = "blitz_http_requests_total";
+/// Request latency in seconds, by `endpoint`.
+pub const HTTP_DURATION: &str = "blitz_http_request_duration_seconds";
+/// Publishes by `result`: `confirmed`, `nacked`, `returned`, `timeout`, `not_connected`,
+/// `blocked`, `error`.
+pub const PUBLISHES: &str = "blitz_publish_total";
+/// Time from publish to confirm, in seconds.
+pub const PUBLISH_DURATION: &str = "blitz_publish_duration_seconds";
+/// Contests in the receiver's cache.
+pub const CONTEST_CACHE_SIZE: &str = "blitz_contest_cache_size";
+/// Broker connections (re)established, by `process`.
+pub const BROKER_CONNECTS: &str = "blitz_broker_connects_total";
+/// Deliveries taken from the queue by the worker.
+pub const DELIVERIES: &str = "blitz_deliveries_total";
+/// Purchases recorded for the first time.
+pub const PURCHASES_RECORDED: &str = "blitz_purchases_recorded_total";
+/// Purchases found already recorded (redeliveries, duplicate webhooks).
+pub const DUPLICATES: &str = "blitz_duplicates_total";
+/// Points awarded (purchases and referral credits).
+pub const POINTS_AWARDED: &str = "blitz_points_awarded_total";
+/// Referral credits recorded.
+pub const REFERRAL_CREDITS: &str = "blitz_referral_credits_total";
+/// Signups applied.
+pub const SIGNUPS: &str = "blitz_signups_total";
+/// Messages dead-lettered by the worker, by `reason`: `undecodable`, `unknown_contest`, `refused`.
+pub const DEAD_LETTERED: &str = "blitz_dead_lettered_total";
+/// Messages per committed batch.
+pub const BATCH_SIZE: &str = "blitz_batch_size";
+/// Batch transactions retried because the database was unavailable.
+pub const DB_RETRIES: &str = "blitz_db_retries_total";
+/// Acks that could not be delivered after a commit (the redelivery will be a harmless duplicate).
+pub const ACKS_LOST: &str = "blitz_acks_lost_total";
+/// Seconds from the receiver accepting an event to the worker committing it.
+pub const END_TO_END_LAG: &str = "blitz_end_to_end_lag_seconds";
+/// Ready messages in the events queue (passive declare, every few seconds).
+pub const QUEUE_DEPTH: &str = "blitz_queue_depth";
+/// Ready messages in the dead-letter queue.
+pub const DEAD_LETTER_DEPTH: &str = "blitz_dead_letter_queue_depth";
+/// Consumers on the events queue.
+pub const QUEUE_CONSUMERS: &str = "blitz_queue_consumers";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the global Prometheus recorder once per process and returns its handle. Later calls
+/// (several in-process services in a test) share it.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let latency = [
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ];
+            let lag = [
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ];
+            let sizes = [1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0];
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), &latency)
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(PUBLISH_DURATION.into()), &latency)
+                })
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(END_TO_END_LAG.into()), &lag))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &sizes))
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            match builder.install_recorder() {
+                Ok(handle) => handle,
+                // Another recorder is already installed (only possible in unusual embeddings):
+                // keep a private one so `/metrics` still renders.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}

@@ -1,0 +1,48 @@
+//! Queue depth and consumer count for `/metrics`, from a passive declare every few seconds (no
+//! management plugin needed). The dead-letter queue's depth is the number to alert on.
+
+use std::time::Duration;
+
+use lapin::{options::QueueDeclareOptions, types::FieldTable, Channel};
+use shared::{amqp::Topology, metrics as names};
+
+/// How often the queues are inspected.
+const INTERVAL: Duration = Duration::from_secs(5);
+
+/// Polls both queues on `channel` until aborted (or the channel dies with the session).
+pub fn spawn(channel: Channel, topology: Topology) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let mut ticker = tokio::time::interval(INTERVAL);
+        loop {
+            ticker.tick().await;
+            let events = channel
+                .queue_declare(
+                    topology.queue.as_str().into(),
+                    passive,
+                    FieldTable::default(),
+                )
+                .await;
+            let dead = channel
+                .queue_declare(
+                    topology.dead_letter_queue.as_str().into(),
+                    passive,
+                    FieldTable::default(),
+                )
+                .await;
+            match (events, dead) {
+                (Ok(events), Ok(dead)) => {
+                    metrics::gauge!(names::QUEUE_DEPTH).set(f64::from(events.message_count()));
+                    metrics::gauge!(names::QUEUE_CONSUMERS).set(f64::from(events.consumer_count()));
+                    metrics::gauge!(names::DEAD_LETTER_DEPTH).set(f64::from(dead.message_count()));
+                }
+                // A failed passive declare closes the channel; the session will notice the
+                // broker trouble on its own, so stop quietly.
+                _ => return,
+            }
+        }
+    })
+}
