@@ -8,7 +8,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use receiver::config::ReceiverConfig;
-use sqlx::PgPool;
 
 /// The purchase-webhook receiver.
 #[derive(Parser)]
@@ -61,7 +60,9 @@ async fn main() -> ExitCode {
     shared::telemetry::init(cli.config.common.log_format);
     let result = match cli.command {
         Some(Command::Openapi | Command::Contest { .. }) => unreachable!("handled above"),
-        Some(Command::Migrate) => migrate(&cli.config).await,
+        Some(Command::Migrate) => shared::db::migrate_now(&cli.config.common.database_url)
+            .await
+            .map_err(Into::into),
         Some(Command::Healthcheck) => shared::healthcheck::probe(cli.config.admin_addr, "/readyz")
             .await
             .map_err(anyhow::Error::msg),
@@ -81,13 +82,4 @@ async fn serve(config: ReceiverConfig) -> anyhow::Result<()> {
     let public = tokio::net::TcpListener::bind(config.receiver_addr).await?;
     let admin = tokio::net::TcpListener::bind(config.admin_addr).await?;
     receiver::run(config, public, admin, shared::shutdown::signal()).await
-}
-
-async fn migrate(config: &ReceiverConfig) -> anyhow::Result<()> {
-    let url = &config.common.database_url;
-    shared::db::create_if_missing(url).await?;
-    let pool = PgPool::connect(url).await?;
-    shared::db::prepare(url, &pool).await?;
-    tracing::info!("migrations applied");
-    Ok(())
 }

@@ -53,7 +53,9 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     shared::telemetry::init(cli.config.common.log_format);
     let result = match cli.command {
-        Some(Command::Migrate) => migrate(&cli.config).await,
+        Some(Command::Migrate) => shared::db::migrate_now(&cli.config.common.database_url)
+            .await
+            .map_err(Into::into),
         Some(Command::Healthcheck) => shared::healthcheck::probe(cli.config.worker_addr, "/readyz")
             .await
             .map_err(anyhow::Error::msg),
@@ -73,15 +75,6 @@ async fn serve(config: WorkerConfig) -> anyhow::Result<()> {
     tracing::info!(?config, "starting worker");
     let listener = tokio::net::TcpListener::bind(config.worker_addr).await?;
     worker::run(config, listener, shared::shutdown::signal()).await
-}
-
-async fn migrate(config: &WorkerConfig) -> anyhow::Result<()> {
-    let url = &config.common.database_url;
-    shared::db::create_if_missing(url).await?;
-    let pool = sqlx::PgPool::connect(url).await?;
-    shared::db::prepare(url, &pool).await?;
-    tracing::info!("migrations applied");
-    Ok(())
 }
 
 async fn dlq(config: &WorkerConfig, command: DlqCommand) -> anyhow::Result<()> {

@@ -73,6 +73,17 @@ pub async fn prepare(url: &str, pool: &PgPool) -> Result<(), SetupError> {
     Ok(())
 }
 
+/// The `migrate` subcommand of both binaries: create the database if missing, apply pending
+/// migrations on a short-lived connection, done.
+pub async fn migrate_now(url: &str) -> Result<(), SetupError> {
+    create_if_missing(url).await?;
+    let pool = PgPool::connect(url).await?;
+    prepare(url, &pool).await?;
+    pool.close().await;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
 /// [`prepare`], waiting with backoff for Postgres to come up for at most `wait` (processes may
 /// start before the database, as they do under docker compose or systemd).
 pub async fn prepare_when_available(
