@@ -90,8 +90,9 @@ impl TestEnv {
             worker_addr: "127.0.0.1:0".parse().expect("valid address"),
             batch_size: 50,
             batch_wait_ms: 5,
+            concurrency: 2,
             prefetch: 0,
-            db_pool_size: 2,
+            db_pool_size: 3,
             failpoint: None,
         }
     }

@@ -24,14 +24,19 @@ pub struct WorkerConfig {
     #[arg(long, env = "WORKER_BATCH_WAIT_MS", default_value_t = 20)]
     pub batch_wait_ms: u64,
 
-    /// Unacknowledged messages the broker may push to this worker (0 = twice the batch size, so
-    /// the next batch is already here while one commits). Bounds the worker's memory whatever
-    /// the queue depth.
+    /// Batches settled at once, each in its own transaction on its own connection: while one
+    /// waits on Postgres the next is being written. 1 = strictly one batch at a time.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 2)]
+    pub concurrency: usize,
+
+    /// Unacknowledged messages the broker may push to this worker (0 = batch size times
+    /// concurrency plus one, so the next batch is already here while the others commit). Bounds
+    /// the worker's memory whatever the queue depth.
     #[arg(long, env = "WORKER_PREFETCH", default_value_t = 0)]
     pub prefetch: u16,
 
-    /// Postgres connections of this worker (it uses one at a time per batch; one spare).
-    #[arg(long, env = "WORKER_DB_POOL_SIZE", default_value_t = 2)]
+    /// Postgres connections of this worker (one per concurrent batch, one spare).
+    #[arg(long, env = "WORKER_DB_POOL_SIZE", default_value_t = 3)]
     pub db_pool_size: u32,
 
     /// Test-only fault injection (`exit_after_commit`: exit after the first commit, before the ack).
@@ -48,7 +53,8 @@ impl WorkerConfig {
     /// The effective prefetch count.
     pub fn effective_prefetch(&self) -> u16 {
         if self.prefetch == 0 {
-            u16::try_from(self.batch_size.saturating_mul(2)).unwrap_or(u16::MAX)
+            let batches = self.concurrency.max(1).saturating_add(1);
+            u16::try_from(self.batch_size.saturating_mul(batches)).unwrap_or(u16::MAX)
         } else {
             self.prefetch
         }
@@ -62,6 +68,7 @@ impl fmt::Debug for WorkerConfig {
             .field("worker_addr", &self.worker_addr)
             .field("batch_size", &self.batch_size)
             .field("batch_wait_ms", &self.batch_wait_ms)
+            .field("concurrency", &self.concurrency)
             .field("prefetch", &self.effective_prefetch())
             .field("db_pool_size", &self.db_pool_size)
             .finish()

@@ -20,8 +20,8 @@ use std::{
 use lapin::{
     message::Delivery,
     options::{
-        BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-        BasicQosOptions, BasicRejectOptions,
+        BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+        BasicRejectOptions,
     },
     types::FieldTable,
     Channel,
@@ -38,7 +38,10 @@ use tokio_util::sync::CancellationToken;
 use shared::metrics as names;
 use tracing::Instrument;
 
+use tokio::{sync::Semaphore, task::JoinSet};
+
 use crate::{
+    acks::AckWindow,
     award::{award_batch, BatchOutcome},
     batch::{gather, Gathered},
     config::WorkerConfig,
@@ -87,7 +90,7 @@ enum SessionEnd {
 
 impl Consumer {
     /// Consumes until `stop` is cancelled, reconnecting as needed.
-    pub async fn run(&self, stop: CancellationToken) {
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
         let mut backoff = Backoff::reconnect();
         loop {
             match self.session(&stop, &mut backoff).await {
@@ -110,7 +113,7 @@ impl Consumer {
 
     /// One connection's worth of consuming.
     async fn session(
-        &self,
+        self: &Arc<Self>,
         stop: &CancellationToken,
         backoff: &mut Backoff,
     ) -> lapin::Result<SessionEnd> {
@@ -143,7 +146,24 @@ impl Consumer {
         backoff.reset();
         tracing::info!(queue = %self.topology.queue, "consuming");
 
+        // Up to `concurrency` batches are settled at once, each in its own transaction: while one
+        // waits on Postgres the next is already being written. Acks go through the window so a
+        // batch that commits early is acked only once every earlier delivery is settled.
+        let window = Arc::new(AckWindow::new(channel.clone()));
+        let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let mut in_flight: JoinSet<lapin::Result<()>> = JoinSet::new();
         let end = loop {
+            if let Some(error) = first_failure(&mut in_flight) {
+                break SessionEnd::Lost(error.to_string());
+            }
+            let slot = tokio::select! {
+                biased;
+                () = stop.cancelled() => break SessionEnd::Stopped,
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break SessionEnd::Stopped,
+                },
+            };
             match gather(
                 &mut consumer,
                 self.config.batch_size.max(1),
@@ -153,9 +173,13 @@ impl Consumer {
             .await
             {
                 Gathered::Batch(batch) => {
-                    if let Err(error) = self.process(&channel, batch, stop).await {
-                        break SessionEnd::Lost(error.to_string());
-                    }
+                    window.gathered(batch.iter().map(|d| d.delivery_tag)).await;
+                    let (this, window, channel, task_stop) =
+                        (self.clone(), window.clone(), channel.clone(), stop.clone());
+                    in_flight.spawn(async move {
+                        let _slot = slot;
+                        this.process(&window, &channel, batch, &task_stop).await
+                    });
                     if stop.is_cancelled() {
                         break SessionEnd::Stopped;
                     }
@@ -169,6 +193,14 @@ impl Consumer {
                 }
             }
         };
+        // Let the batches in hand finish: committed ones are acked, ones held by a database outage
+        // are requeued because `stop` is set (or, if the broker is gone, redelivered anyway).
+        let mut end = end;
+        while let Some(joined) = in_flight.join_next().await {
+            if let Ok(Err(error)) = joined {
+                end = SessionEnd::Lost(error.to_string());
+            }
+        }
         self.status.consuming.store(false, Ordering::Release);
         stats.abort();
         if matches!(end, SessionEnd::Stopped) {
@@ -194,6 +226,7 @@ impl Consumer {
     /// unacked is redelivered, which awarding makes harmless).
     async fn process(
         &self,
+        window: &AckWindow,
         channel: &Channel,
         batch: Vec<Delivery>,
         stop: &CancellationToken,
@@ -211,6 +244,7 @@ impl Consumer {
                     tracing::error!(%error, delivery_tag = delivery.delivery_tag, "dead-lettering an undecodable message");
                     metrics::counter!(names::DEAD_LETTERED, "reason" => "undecodable").increment(1);
                     dead_letter(channel, delivery.delivery_tag).await?;
+                    window.released(&[delivery.delivery_tag]).await?;
                 }
             }
         }
@@ -220,7 +254,7 @@ impl Consumer {
         // The batch's span carries its purchase / entry ids, so every log line of the batch
         // (retries, dead letters, lost acks) names the events it concerns.
         let span = tracing::info_span!("batch", size = events.len(), ids = %batch_ids(&events));
-        self.settle(channel, &events, &tags, stop)
+        self.settle(window, channel, &events, &tags, stop)
             .instrument(span)
             .await
     }
@@ -228,6 +262,7 @@ impl Consumer {
     /// Awards `events` (delivered under `tags`) with retries, then acks or dead-letters them.
     async fn settle(
         &self,
+        window: &AckWindow,
         channel: &Channel,
         events: &[Event],
         tags: &[u64],
@@ -247,6 +282,7 @@ impl Consumer {
                         metrics::counter!(names::DEAD_LETTERED, "reason" => "unknown_contest")
                             .increment(1);
                         dead_letter(channel, tags[index]).await?;
+                        window.released(&[tags[index]]).await?;
                     }
                     tracing::debug!(
                         recorded = outcome.recorded,
@@ -254,18 +290,14 @@ impl Consumer {
                         points = outcome.points,
                         "batch committed"
                     );
-                    if let Some(&last) = tags.iter().max() {
-                        // `multiple` acks every outstanding delivery up to `last` on this
-                        // channel: exactly this batch (earlier batches are settled, later ones
-                        // have higher tags; dead-lettered ones are no longer outstanding).
-                        let acked = channel
-                            .basic_ack(
-                                last,
-                                BasicAckOptions {
-                                    multiple: tags.len() > 1,
-                                },
-                            )
-                            .await;
+                    let committed: Vec<u64> = tags
+                        .iter()
+                        .enumerate()
+                        .filter(|(index, _)| !outcome.unknown_contest.contains(index))
+                        .map(|(_, tag)| *tag)
+                        .collect();
+                    {
+                        let acked = window.committed(&committed).await;
                         if let Err(error) = acked {
                             metrics::counter!(names::ACKS_LOST).increment(tags.len() as u64);
                             tracing::warn!(%error, "ack lost after commit; the redelivery will be a duplicate");
@@ -280,7 +312,8 @@ impl Consumer {
                         .store(db::is_unavailable(&error), Ordering::Release);
                     if stop.is_cancelled() {
                         tracing::warn!(%error, "stopping during a database outage; returning the batch to the queue");
-                        return requeue(channel, tags).await;
+                        requeue(channel, tags).await?;
+                        return window.released(tags).await;
                     }
                     metrics::counter!(names::DB_RETRIES).increment(1);
                     let delay = backoff.next_delay();
@@ -298,6 +331,7 @@ impl Consumer {
                     tracing::warn!(%error, size = events.len(), "batch refused by the database; settling messages one by one");
                     for (event, tag) in events.iter().zip(tags) {
                         Box::pin(self.settle(
+                            window,
                             channel,
                             std::slice::from_ref(event),
                             std::slice::from_ref(tag),
@@ -310,11 +344,22 @@ impl Consumer {
                 Err(error) => {
                     tracing::error!(%error, message_id = events[0].message_id(), "dead-lettering an event the database refuses");
                     metrics::counter!(names::DEAD_LETTERED, "reason" => "refused").increment(1);
-                    return dead_letter(channel, tags[0]).await;
+                    dead_letter(channel, tags[0]).await?;
+                    return window.released(&tags[..1]).await;
                 }
             }
         }
     }
+}
+
+/// The error of the first in-flight batch that failed with a broker error, if any finished so.
+fn first_failure(in_flight: &mut JoinSet<lapin::Result<()>>) -> Option<lapin::Error> {
+    while let Some(joined) = in_flight.try_join_next() {
+        if let Ok(Err(error)) = joined {
+            return Some(error);
+        }
+    }
+    None
 }
 
 /// Rejects without requeue: the queue's dead-letter exchange takes the message.

@@ -6,12 +6,14 @@
 //! - [`config`]: the environment variables the worker reads.
 //! - [`consumer`]: connect, consume with manual acks, settle batches, reconnect.
 //! - [`batch`]: gathering deliveries into batches (size or deadline).
+//! - [`acks`]: acking in tag order while several batches are in flight.
 //! - [`award`]: the one transaction that records purchases and adds points.
 //! - [`health`]: `/healthz`, `/readyz` and `/metrics`.
 //! - [`queue_stats`]: queue depth and consumer gauges from passive declares.
 //! - [`dlq`]: operator commands on the dead-letter queue: count, list, replay.
 //! - [`failpoint`]: test-only fault injection (inert unless configured).
 
+pub mod acks;
 pub mod award;
 pub mod batch;
 pub mod config;
@@ -84,7 +86,7 @@ pub async fn run(
         pool: pool.clone(),
         status,
     };
-    consumer.run(stop.clone()).await;
+    Arc::new(consumer).run(stop.clone()).await;
     stop.cancel();
     let _ = health.await;
     pool.close().await;
