@@ -58,7 +58,12 @@ pub async fn create_if_missing(url: &str) -> Result<(), SetupError> {
 /// Opens a pool without touching the server yet, so a process can start while Postgres is down
 /// and connect when it comes back.
 pub fn lazy_pool(url: &str, settings: PoolSettings) -> Result<PgPool, SetupError> {
-    let options: PgConnectOptions = url.parse()?;
+    // Custom plans always: our statements take arrays of varying length (UNNEST of 1 or 500
+    // rows), and the generic plan Postgres switches to after five executions of a prepared
+    // statement was measured to scan whole tables while they are small and not yet analyzed.
+    let options: PgConnectOptions = url
+        .parse::<PgConnectOptions>()?
+        .options([("plan_cache_mode", "force_custom_plan")]);
     Ok(PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)

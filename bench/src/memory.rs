@@ -1,0 +1,211 @@
+//! Peak memory of the real binaries, `target/release/receiver` and `target/release/worker`, run
+//! as child processes with the production defaults (logging included) and read from
+//! `/proc/<pid>/status` (`VmHWM`, the resident-set high-water mark) before they are stopped.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use tokio::process::{Child, Command};
+
+use crate::{
+    fixtures::{self, Fixture},
+    load::{HttpConnector, LoadGenerator, Plan},
+    results::Memory,
+    settings::Settings,
+};
+
+/// Concurrency of the load on the receiver process (the highest measured).
+const RECEIVER_CONCURRENCY: usize = 256;
+
+/// Both binaries' peaks.
+pub async fn measure(
+    generator: &LoadGenerator,
+    settings: &Settings,
+    binaries: &Path,
+) -> anyhow::Result<Memory> {
+    let (receiver_peak_mib, rate) = receiver_peak(generator, settings, binaries).await?;
+    let mut worker = Vec::new();
+    for &backlog in &settings.memory_backlogs {
+        let (mib, rate) = worker_peak(binaries, backlog).await?;
+        worker.push((backlog, mib, rate));
+    }
+    Ok(Memory {
+        receiver_peak_mib,
+        receiver_load: (RECEIVER_CONCURRENCY, rate),
+        worker,
+    })
+}
+
+async fn receiver_peak(
+    generator: &LoadGenerator,
+    settings: &Settings,
+    binaries: &Path,
+) -> anyhow::Result<(f64, f64)> {
+    let fixture = Fixture::new().await?;
+    let result = async {
+        let public = free_port()?;
+        let admin = free_port()?;
+        let mut child = spawn(
+            &binaries.join("receiver"),
+            &fixture,
+            &[
+                ("RECEIVER_ADDR", format!("127.0.0.1:{public}")),
+                ("ADMIN_ADDR", format!("127.0.0.1:{admin}")),
+            ],
+        )?;
+        wait_ready(&mut child, &format!("http://127.0.0.1:{admin}/readyz")).await?;
+        let bodies =
+            fixtures::purchase_bodies("run", settings.operations_for(settings.memory_load, 30_000));
+        let operations = bodies.len();
+        let run = generator
+            .run(
+                Arc::new(HttpConnector {
+                    addr: ([127, 0, 0, 1], public).into(),
+                    path: fixture.webhook_path(),
+                    secret: fixture.secret().to_owned(),
+                    bodies,
+                    timeout: settings.client_timeout,
+                }),
+                Plan {
+                    concurrency: RECEIVER_CONCURRENCY,
+                    operations,
+                    duration: Some(settings.memory_load),
+                    rate_per_s: None,
+                },
+            )
+            .await;
+        let peak = peak_mib(&child)?;
+        stop(&mut child).await;
+        anyhow::ensure!(run.failures() == 0, "{} requests failed", run.failures());
+        Ok((peak, run.throughput()))
+    }
+    .await;
+    fixture.cleanup().await;
+    result
+}
+
+async fn worker_peak(binaries: &Path, backlog: usize) -> anyhow::Result<(f64, f64)> {
+    let fixture = Fixture::new().await?;
+    let result = async {
+        let messages = fixtures::messages(fixtures::purchase_events("run", backlog));
+        fixtures::prepublish(&fixture.topology(), &messages).await?;
+        drop(messages);
+        let port = free_port()?;
+        let started = Instant::now();
+        let mut child = spawn(
+            &binaries.join("worker"),
+            &fixture,
+            &[("WORKER_ADDR", format!("127.0.0.1:{port}"))],
+        )?;
+        let done = fixture
+            .wait_recorded(backlog, Duration::from_secs(60 + backlog as u64 / 500))
+            .await;
+        let peak = peak_mib(&child);
+        stop(&mut child).await;
+        let done = done?;
+        fixture.check_exactly_once(backlog).await?;
+        Ok((
+            peak?,
+            backlog as f64 / done.duration_since(started).as_secs_f64(),
+        ))
+    }
+    .await;
+    fixture.cleanup().await;
+    result
+}
+
+/// Starts a binary configured for `fixture` (production defaults otherwise), output discarded.
+fn spawn(binary: &Path, fixture: &Fixture, extra: &[(&str, String)]) -> anyhow::Result<Child> {
+    Command::new(binary)
+        .envs(fixture.env.process_env())
+        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {} (built with --release?)", binary.display()))
+}
+
+/// Polls `url` until it answers 200, failing early if the process exits.
+async fn wait_ready(child: &mut Child, url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("the process exited during start-up: {status}");
+        }
+        if let Ok(response) = client.get(url).send().await {
+            if response.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("{url} not ready after 30 s")
+}
+
+/// `VmHWM` of a running child, in MiB.
+fn peak_mib(child: &Child) -> anyhow::Result<f64> {
+    let pid = child.id().context("the process has exited")?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_vm_hwm_kib(&status)
+        .map(|kib| kib as f64 / 1024.0)
+        .context("no VmHWM in /proc/<pid>/status")
+}
+
+fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+}
+
+/// SIGTERM (graceful), then SIGKILL if it has not exited within 15 s.
+async fn stop(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    if tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+/// A port free right now (the child binds it a moment later).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The directory of the release binaries: next to this executable (`target/release/`).
+pub fn binaries_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    exe.parent()
+        .map(Path::to_path_buf)
+        .context("the executable has no directory")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_high_water_mark() {
+        let status =
+            "Name:\treceiver\nVmPeak:\t  900000 kB\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\n";
+        assert_eq!(parse_vm_hwm_kib(status), Some(20480));
+        assert_eq!(parse_vm_hwm_kib("Name:\tx\n"), None);
+    }
+}
