@@ -277,18 +277,11 @@ pub fn messages(events: Vec<PurchaseEvent>) -> Arc<Vec<Message>> {
         events
             .into_iter()
             .map(|event| {
-                let timestamp = event.received_at.timestamp().max(0) as u64;
-                // Built like `receiver::publish::Publisher::publish` builds its messages.
+                // Built exactly as the receiver builds its messages.
                 let envelope = Envelope::new(Event::Purchase(event));
-                let properties = BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_content_type("application/json".into())
-                    .with_message_id(envelope.event.message_id().into())
-                    .with_type(envelope.event.kind().into())
-                    .with_timestamp(timestamp);
                 Message {
+                    properties: shared::amqp::message_properties(&envelope),
                     payload: Bytes::from(envelope.to_bytes()),
-                    properties,
                 }
             })
             .collect(),

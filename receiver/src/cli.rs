@@ -6,8 +6,6 @@
 //! goes through the admin API's own validation ([`create_contest`]), so both paths accept and
 //! default exactly the same settings.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use chrono::Utc;
 use clap::Subcommand;
@@ -16,12 +14,8 @@ use receiver::{
     config::ReceiverConfig,
 };
 use serde_json::{Map, Value};
-use shared::{
-    contest::{generate_webhook_secret, Contest, PREVIOUS_SECRET_GRACE},
-    db,
-    ids::ContestId,
-};
-use sqlx::{postgres::PgPoolOptions, PgPool};
+use shared::{contest::Contest, db, ids::ContestId};
+use sqlx::PgPool;
 
 /// `receiver contest …`.
 #[derive(Debug, Subcommand)]
@@ -116,19 +110,9 @@ async fn execute(command: ContestCommand, pool: &PgPool, base_url: &str) -> anyh
 /// Opens a small pool on `url`, creating the database and applying migrations if needed (so a
 /// fresh installation can create its first contest before any service has started).
 async fn connect(url: &str) -> anyhow::Result<PgPool> {
-    db::create_if_missing(url)
+    db::connect_prepared(url)
         .await
-        .context("creating the database")?;
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(url)
-        .await
-        .with_context(|| format!("connecting to {}", shared::config::redact_url(url)))?;
-    db::prepare(url, &pool)
-        .await
-        .context("applying migrations")?;
-    Ok(pool)
+        .with_context(|| format!("preparing {}", shared::config::redact_url(url)))
 }
 
 /// The contest with this id, or an error naming it.
@@ -138,14 +122,10 @@ async fn load(pool: &PgPool, raw_id: &str) -> anyhow::Result<Contest> {
     db::contests::find(pool, &id).await?.ok_or_else(not_found)
 }
 
-/// What `POST /api/contests/{id}/webhook-secret/rotate` does: a fresh secret, the old one kept
-/// for [`PREVIOUS_SECRET_GRACE`].
+/// What `POST /api/contests/{id}/webhook-secret/rotate` does (`Contest::rotate_webhook_secret`).
 async fn rotate_secret(pool: &PgPool, raw_id: &str) -> anyhow::Result<Contest> {
     let mut contest = load(pool, raw_id).await?;
-    let now = Utc::now();
-    let old = std::mem::replace(&mut contest.webhook_secret, generate_webhook_secret());
-    contest.previous_webhook_secret = Some((old, now + PREVIOUS_SECRET_GRACE));
-    contest.updated_at = now;
+    contest.rotate_webhook_secret(Utc::now());
     if !db::contests::update(pool, &contest).await? {
         anyhow::bail!("no contest with id {raw_id:?}");
     }

@@ -19,7 +19,7 @@ use std::{
 use futures::StreamExt;
 use lapin::{
     options::{BasicPublishOptions, ConfirmSelectOptions},
-    BasicProperties, Channel, Confirmation, Connection,
+    Channel, Confirmation, Connection,
 };
 use shared::{
     amqp::{self, topology::ROUTING_KEY, Topology},
@@ -156,13 +156,7 @@ impl Publisher {
             return Err(PublishError::Blocked);
         }
         let payload = envelope.to_bytes();
-        let properties = BasicProperties::default()
-            // 2 = persistent: written to disk, survives a broker restart.
-            .with_delivery_mode(2)
-            .with_content_type("application/json".into())
-            .with_message_id(envelope.event.message_id().into())
-            .with_type(envelope.event.kind().into())
-            .with_timestamp(envelope.event.received_at().timestamp().max(0) as u64);
+        let properties = amqp::message_properties(envelope);
         let exchange = self.inner.topology.exchange.as_str();
         let publish = async {
             let confirm = channel

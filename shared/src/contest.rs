@@ -86,6 +86,14 @@ impl Contest {
         }
     }
 
+    /// Replaces the webhook secret with a fresh one; the old one keeps working for
+    /// [`PREVIOUS_SECRET_GRACE`] (senders switch over without a window of 401s).
+    pub fn rotate_webhook_secret(&mut self, now: DateTime<Utc>) {
+        let old = std::mem::replace(&mut self.webhook_secret, generate_webhook_secret());
+        self.previous_webhook_secret = Some((old, now + PREVIOUS_SECRET_GRACE));
+        self.updated_at = now;
+    }
+
     /// The webhook secrets accepted at `now`: the current one, and the previous one during its grace.
     pub fn accepted_webhook_secrets(&self, now: DateTime<Utc>) -> impl Iterator<Item = &str> {
         let previous = self

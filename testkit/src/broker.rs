@@ -1,10 +1,6 @@
 //! Direct RabbitMQ access for assertions and fault injection.
 
-use lapin::{
-    options::{BasicPublishOptions, QueueDeclareOptions},
-    types::FieldTable,
-    BasicProperties, Channel, Connection,
-};
+use lapin::{options::BasicPublishOptions, BasicProperties, Channel, Connection};
 use shared::amqp::{topology::ROUTING_KEY, Topology};
 
 use crate::env::amqp_url;
@@ -21,15 +17,7 @@ pub async fn channel() -> (Connection, Channel) {
 /// Ready messages in `queue` (passive declare: fails if the queue does not exist).
 pub async fn ready_messages(queue: &str) -> u32 {
     let (connection, channel) = channel().await;
-    let queue = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
+    let queue = shared::amqp::inspect(&channel, queue)
         .await
         .expect("queue exists");
     let _ = connection.close(200, "done".into()).await;

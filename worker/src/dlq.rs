@@ -13,10 +13,7 @@
 use std::fmt;
 
 use lapin::{
-    options::{
-        BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
-        QueueDeclareOptions,
-    },
+    options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions},
     types::{AMQPValue, FieldTable, ShortString},
     BasicProperties, Channel, Confirmation, Connection,
 };
@@ -246,17 +243,7 @@ async fn open(connection: &Connection, topology: &Topology) -> lapin::Result<Cha
 
 /// Ready messages in `queue`.
 async fn ready(channel: &Channel, queue: &str) -> lapin::Result<u32> {
-    let queue = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(queue.message_count())
+    Ok(shared::amqp::inspect(channel, queue).await?.message_count())
 }
 
 /// The republished copy's properties: the original ones, persistent, without the broker's

@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
-use lapin::{options::QueueDeclareOptions, types::FieldTable, Channel};
-use shared::{amqp::Topology, metrics as names};
+use lapin::Channel;
+use shared::{
+    amqp::{inspect, Topology},
+    metrics as names,
+};
 
 /// How often the queues are inspected.
 const INTERVAL: Duration = Duration::from_secs(5);
@@ -12,27 +15,11 @@ const INTERVAL: Duration = Duration::from_secs(5);
 /// Polls both queues on `channel` until aborted (or the channel dies with the session).
 pub fn spawn(channel: Channel, topology: Topology) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..QueueDeclareOptions::default()
-        };
         let mut ticker = tokio::time::interval(INTERVAL);
         loop {
             ticker.tick().await;
-            let events = channel
-                .queue_declare(
-                    topology.queue.as_str().into(),
-                    passive,
-                    FieldTable::default(),
-                )
-                .await;
-            let dead = channel
-                .queue_declare(
-                    topology.dead_letter_queue.as_str().into(),
-                    passive,
-                    FieldTable::default(),
-                )
-                .await;
+            let events = inspect(&channel, &topology.queue).await;
+            let dead = inspect(&channel, &topology.dead_letter_queue).await;
             match (events, dead) {
                 (Ok(events), Ok(dead)) => {
                     metrics::gauge!(names::QUEUE_DEPTH).set(f64::from(events.message_count()));

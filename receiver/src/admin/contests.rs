@@ -12,7 +12,7 @@ use chrono::Utc;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use shared::{
-    contest::{generate_webhook_secret, Contest, PREVIOUS_SECRET_GRACE},
+    contest::{generate_webhook_secret, Contest},
     db,
     ids::ContestId,
     money::Currency,
@@ -126,10 +126,7 @@ pub async fn rotate_secret(
     Path(contest_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let mut contest = super::load_contest(&state, &contest_id).await?;
-    let now = Utc::now();
-    let old = std::mem::replace(&mut contest.webhook_secret, generate_webhook_secret());
-    contest.previous_webhook_secret = Some((old, now + PREVIOUS_SECRET_GRACE));
-    contest.updated_at = now;
+    contest.rotate_webhook_secret(Utc::now());
     if !db::contests::update(&state.db, &contest).await? {
         return Err(ApiError::ContestNotFound);
     }

@@ -30,15 +30,26 @@ pub enum GenericCredential {
     Shopify,
 }
 
+/// Whether an endpoint takes Shopify orders signed with `X-Shopify-Hmac-Sha256`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShopifyOrders {
+    /// The purchase webhook: a Shopify signature authenticates, and the body is a Shopify order.
+    Accepted,
+    /// Signup and lookup: a Shopify signature authenticates orders, not these, so it is 401.
+    Refused,
+}
+
 /// Authenticates a generic webhook (purchase, signup, lookup) in the contract's order:
 /// a header credential decides alone when present; otherwise a Standard Webhooks signature;
-/// otherwise a Shopify signature (the body is then a Shopify order); otherwise the body field
-/// `secret`. A body that is not a JSON object has no `secret`: 401.
+/// otherwise a Shopify signature (where `shopify` accepts it; the body is then a Shopify
+/// order); otherwise the body field `secret`. A body that is not a JSON object has no `secret`:
+/// 401.
 pub fn authenticate_generic(
     headers: &HeaderMap,
     body: &[u8],
     contest: &Contest,
     now: DateTime<Utc>,
+    shopify: ShopifyOrders,
 ) -> Result<GenericCredential, ApiError> {
     if let Some(given) = secret::header_credential(headers)? {
         return secret::check(given, contest, now).map(|()| GenericCredential::Header);
@@ -53,6 +64,9 @@ pub fn authenticate_generic(
         .map(|()| GenericCredential::StandardWebhooks);
     }
     if crate::providers::shopify::is_present(headers) {
+        if shopify == ShopifyOrders::Refused {
+            return Err(ApiError::Unauthorized);
+        }
         let secret = contest.provider_secrets.shopify.as_deref();
         return crate::providers::shopify::verify(headers, body, secret, now)
             .map(|()| GenericCredential::Shopify);

@@ -22,7 +22,7 @@ use super::{
     publish, resolve_contest,
 };
 use crate::{
-    auth::{self, GenericCredential},
+    auth::{self, GenericCredential, ShopifyOrders},
     body::{parse_object, Fields, RawBody},
     error::{success, ApiError},
     metrics::{with_outcome, Outcome},
@@ -38,7 +38,8 @@ pub async fn receive(
 ) -> Result<Response, ApiError> {
     let contest = resolve_contest(&state, &contest_id).await?;
     let now = Utc::now();
-    let credential = auth::authenticate_generic(&headers, &body, &contest, now)?;
+    let credential =
+        auth::authenticate_generic(&headers, &body, &contest, now, ShopifyOrders::Accepted)?;
     if credential == GenericCredential::Shopify {
         return provider::accept(
             &state,
@@ -102,12 +103,8 @@ pub async fn lookup(
 ) -> Result<Response, ApiError> {
     let contest = resolve_contest(&state, &contest_id).await?;
     // A GET has no body: a header credential, or a Standard Webhooks signature over the empty
-    // body. A Shopify signature authenticates an order, not a lookup.
-    if auth::authenticate_generic(&headers, b"", &contest, Utc::now())?
-        == GenericCredential::Shopify
-    {
-        return Err(ApiError::Unauthorized);
-    }
+    // body.
+    auth::authenticate_generic(&headers, b"", &contest, Utc::now(), ShopifyOrders::Refused)?;
 
     let source = match query.get("source") {
         Some(raw) => {

@@ -17,7 +17,7 @@ use shared::{
 
 use super::{publish, resolve_contest};
 use crate::{
-    auth::{self, GenericCredential},
+    auth::{self, ShopifyOrders},
     body::{parse_object, Fields, RawBody},
     error::{success, ApiError},
     metrics::{with_outcome, Outcome},
@@ -36,10 +36,7 @@ pub async fn receive(
 ) -> Result<Response, ApiError> {
     let contest = resolve_contest(&state, &contest_id).await?;
     let now = Utc::now();
-    // A Shopify order signature authenticates orders, not signups.
-    if auth::authenticate_generic(&headers, &body, &contest, now)? == GenericCredential::Shopify {
-        return Err(ApiError::Unauthorized);
-    }
+    auth::authenticate_generic(&headers, &body, &contest, now, ShopifyOrders::Refused)?;
     let object = parse_object(&body)?;
     let fields = Fields::new(&object);
     let email = Email::parse(fields.required_str("email")?)

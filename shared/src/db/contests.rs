@@ -4,7 +4,11 @@ use std::{collections::BTreeMap, str::FromStr};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sqlx::{postgres::PgRow, PgExecutor, Row};
+use sqlx::{
+    postgres::{PgArguments, PgRow},
+    query::Query,
+    PgExecutor, Postgres, Row,
+};
 
 use crate::{
     contest::{Contest, ProviderSecrets, ReferralSettings},
@@ -24,20 +28,6 @@ pub async fn load_all(db: impl PgExecutor<'_>) -> Result<Vec<Contest>, sqlx::Err
         .try_map(|row: PgRow| from_row(&row))
         .fetch_all(db)
         .await
-}
-
-/// Contests changed since `since` (cheap incremental refresh).
-pub async fn changed_since(
-    db: impl PgExecutor<'_>,
-    since: DateTime<Utc>,
-) -> Result<Vec<Contest>, sqlx::Error> {
-    sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM contests WHERE updated_at >= $1"
-    ))
-    .bind(since)
-    .try_map(|row: PgRow| from_row(&row))
-    .fetch_all(db)
-    .await
 }
 
 /// One contest by id.
@@ -62,74 +52,57 @@ pub async fn find_many(db: impl PgExecutor<'_>, ids: &[&str]) -> Result<Vec<Cont
 
 /// Inserts a new contest; `false` when the id is taken.
 pub async fn insert(db: impl PgExecutor<'_>, contest: &Contest) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO contests (id, name, currency, points_per_unit, rounding, purchase_tracking, \
          accept_test_events, referral_advocate_points, referral_friend_points, \
          referral_points_per_unit, exchange_rates, provider_secrets, webhook_secret, \
-         previous_webhook_secret, previous_secret_expires_at, created_at, updated_at) \
+         previous_webhook_secret, previous_secret_expires_at, updated_at, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
          ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(contest.id.as_str())
-    .bind(&contest.name)
-    .bind(contest.currency.as_str())
-    .bind(contest.points_per_unit)
-    .bind(contest.rounding.as_str())
-    .bind(contest.purchase_tracking)
-    .bind(contest.accept_test_events)
-    .bind(contest.referral.advocate_points)
-    .bind(contest.referral.friend_points)
-    .bind(contest.referral.points_per_unit)
-    .bind(rates_to_json(&contest.exchange_rates))
-    .bind(secrets_to_json(&contest.provider_secrets))
-    .bind(&contest.webhook_secret)
-    .bind(
-        contest
-            .previous_webhook_secret
-            .as_ref()
-            .map(|(s, _)| s.as_str()),
-    )
-    .bind(contest.previous_webhook_secret.as_ref().map(|(_, at)| *at))
-    .bind(contest.created_at)
-    .bind(contest.updated_at)
-    .execute(db)
-    .await?;
+    );
+    let result = bind_settings(query, contest)
+        .bind(contest.created_at)
+        .execute(db)
+        .await?;
     Ok(result.rows_affected() == 1)
 }
 
 /// Writes every mutable setting of an existing contest; `false` when it does not exist.
 pub async fn update(db: impl PgExecutor<'_>, contest: &Contest) -> Result<bool, sqlx::Error> {
-    let result = sqlx::query(
+    let query = sqlx::query(
         "UPDATE contests SET name = $2, currency = $3, points_per_unit = $4, rounding = $5, \
          purchase_tracking = $6, accept_test_events = $7, referral_advocate_points = $8, \
          referral_friend_points = $9, referral_points_per_unit = $10, exchange_rates = $11, \
          provider_secrets = $12, webhook_secret = $13, previous_webhook_secret = $14, \
          previous_secret_expires_at = $15, updated_at = $16 WHERE id = $1",
-    )
-    .bind(contest.id.as_str())
-    .bind(&contest.name)
-    .bind(contest.currency.as_str())
-    .bind(contest.points_per_unit)
-    .bind(contest.rounding.as_str())
-    .bind(contest.purchase_tracking)
-    .bind(contest.accept_test_events)
-    .bind(contest.referral.advocate_points)
-    .bind(contest.referral.friend_points)
-    .bind(contest.referral.points_per_unit)
-    .bind(rates_to_json(&contest.exchange_rates))
-    .bind(secrets_to_json(&contest.provider_secrets))
-    .bind(&contest.webhook_secret)
-    .bind(
-        contest
-            .previous_webhook_secret
-            .as_ref()
-            .map(|(s, _)| s.as_str()),
-    )
-    .bind(contest.previous_webhook_secret.as_ref().map(|(_, at)| *at))
-    .bind(contest.updated_at)
-    .execute(db)
-    .await?;
+    );
+    let result = bind_settings(query, contest).execute(db).await?;
     Ok(result.rows_affected() == 1)
+}
+
+/// Binds `$1` (id) to `$16` (updated_at): the columns insert and update share, in one order.
+fn bind_settings<'q>(
+    query: Query<'q, Postgres, PgArguments>,
+    contest: &'q Contest,
+) -> Query<'q, Postgres, PgArguments> {
+    let previous = contest.previous_webhook_secret.as_ref();
+    query
+        .bind(contest.id.as_str())
+        .bind(&contest.name)
+        .bind(contest.currency.as_str())
+        .bind(contest.points_per_unit)
+        .bind(contest.rounding.as_str())
+        .bind(contest.purchase_tracking)
+        .bind(contest.accept_test_events)
+        .bind(contest.referral.advocate_points)
+        .bind(contest.referral.friend_points)
+        .bind(contest.referral.points_per_unit)
+        .bind(rates_to_json(&contest.exchange_rates))
+        .bind(secrets_to_json(&contest.provider_secrets))
+        .bind(&contest.webhook_secret)
+        .bind(previous.map(|(secret, _)| secret.as_str()))
+        .bind(previous.map(|(_, expires_at)| *expires_at))
+        .bind(contest.updated_at)
 }
 
 fn rates_to_json(rates: &BTreeMap<Currency, Decimal>) -> serde_json::Value {

@@ -81,12 +81,22 @@ pub async fn prepare(url: &str, pool: &PgPool) -> Result<(), SetupError> {
 /// The `migrate` subcommand of both binaries: create the database if missing, apply pending
 /// migrations on a short-lived connection, done.
 pub async fn migrate_now(url: &str) -> Result<(), SetupError> {
-    create_if_missing(url).await?;
-    let pool = PgPool::connect(url).await?;
-    prepare(url, &pool).await?;
-    pool.close().await;
+    connect_prepared(url).await?.close().await;
     tracing::info!("migrations applied");
     Ok(())
+}
+
+/// A small pool for one-off commands, on a database created and migrated if needed (so a fresh
+/// installation can run `migrate` or create its first contest before any service started).
+pub async fn connect_prepared(url: &str) -> Result<PgPool, SetupError> {
+    create_if_missing(url).await?;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await?;
+    prepare(url, &pool).await?;
+    Ok(pool)
 }
 
 /// [`prepare`], waiting with backoff for Postgres to come up for at most `wait` (processes may
