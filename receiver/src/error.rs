@@ -121,8 +121,10 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        if shared::db::is_unavailable(&error) {
-            tracing::warn!(%error, "database unavailable");
+        // Retryable covers unavailability and transient conflicts (deadlock, serialization):
+        // the client's request was fine, so it gets 503 and retries, never a 500.
+        if shared::db::is_retryable(&error) {
+            tracing::warn!(%error, "database unavailable or in a transient conflict");
             ApiError::DatabaseUnavailable
         } else {
             ApiError::Internal(error.into())
