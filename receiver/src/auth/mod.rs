@@ -16,6 +16,16 @@ use shared::contest::Contest;
 
 use crate::error::ApiError;
 
+/// The verdict of a credential check: `Ok` when it matched, else 401 (the one place a failed
+/// check becomes an error, so no scheme can forget to fail closed).
+pub fn authenticated(matched: bool) -> Result<(), ApiError> {
+    if matched {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
 /// Which generic credential authenticated a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GenericCredential {

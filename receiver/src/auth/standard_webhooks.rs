@@ -65,11 +65,7 @@ pub fn verify<'a>(
             matched |= constant_time_eq(signature, &expected);
         }
     }
-    if matched {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
+    crate::auth::authenticated(matched)
 }
 
 /// The HMAC key of a `whsec_…` secret: the base64-decoded bytes after the prefix.

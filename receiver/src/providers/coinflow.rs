@@ -48,11 +48,7 @@ pub fn verify(
             .and_then(TimestampedSignature::parse)
             .is_some_and(|signature| signature.matches(key.as_bytes(), body)),
     };
-    if authentic {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
+    crate::auth::authenticated(authentic)
 }
 
 /// What an authentic Coinflow delivery means.

@@ -59,11 +59,7 @@ pub fn verify(
         .filter(|bytes| bytes.len() == 32)
         .ok_or(ApiError::Unauthorized)?;
     let expected = sha256(secret.as_bytes(), &[body]);
-    if constant_time_eq(&given, &expected) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
+    crate::auth::authenticated(constant_time_eq(&given, &expected))
 }
 
 /// What an authentic Shopify delivery means.

@@ -71,11 +71,7 @@ pub fn verify(
         .timestamp()
         .checked_sub(signature.seconds)
         .is_some_and(|age| (-TOLERANCE_SECS..=TOLERANCE_SECS).contains(&age));
-    if fresh && signature.matches(secret.as_bytes(), body) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
+    crate::auth::authenticated(fresh && signature.matches(secret.as_bytes(), body))
 }
 
 /// What an authentic Stripe event means.
