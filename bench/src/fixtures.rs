@@ -252,6 +252,7 @@ pub fn purchase_events(tag: &str, n: usize) -> Vec<PurchaseEvent> {
                 money: Money::new(amount, Currency::USD).expect("valid money"),
                 received_at,
                 referral_codes: Vec::new(),
+                payment_intent: None,
             }
         })
         .collect()

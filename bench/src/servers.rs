@@ -173,6 +173,7 @@ fn verify_and_parse(
         money: Money::new(amount, currency).map_err(|_| StatusCode::BAD_REQUEST)?,
         received_at: Utc::now(),
         referral_codes: Vec::new(),
+        payment_intent: None,
     })
 }
 

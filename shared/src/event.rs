@@ -9,10 +9,12 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use rust_decimal::Decimal;
+
 use crate::{
     email::Email,
-    ids::{ContestId, EntryId, OrderId, PurchaseId, Source},
-    money::Money,
+    ids::{ContestId, EntryId, OrderId, PurchaseId, ReversalId, Source},
+    money::{Currency, Money},
 };
 
 /// The schema version this build writes and understands.
@@ -35,6 +37,8 @@ pub enum Event {
     Purchase(PurchaseEvent),
     /// A person signing up for a contest, possibly with a friend's referral code.
     Signup(SignupEvent),
+    /// Money going back (refund, cancellation, chargeback) or a chargeback won by the merchant.
+    Reversal(ReversalEvent),
 }
 
 impl Event {
@@ -43,6 +47,7 @@ impl Event {
         match self {
             Event::Purchase(purchase) => purchase.purchase_id.as_str(),
             Event::Signup(signup) => signup.entry_id.as_str(),
+            Event::Reversal(reversal) => reversal.reversal_id.as_str(),
         }
     }
 
@@ -51,6 +56,7 @@ impl Event {
         match self {
             Event::Purchase(_) => "purchase",
             Event::Signup(_) => "signup",
+            Event::Reversal(_) => "reversal",
         }
     }
 
@@ -59,6 +65,7 @@ impl Event {
         match self {
             Event::Purchase(purchase) => &purchase.contest_id,
             Event::Signup(signup) => &signup.contest_id,
+            Event::Reversal(reversal) => &reversal.contest_id,
         }
     }
 
@@ -67,6 +74,7 @@ impl Event {
         match self {
             Event::Purchase(purchase) => purchase.received_at,
             Event::Signup(signup) => signup.received_at,
+            Event::Reversal(reversal) => reversal.received_at,
         }
     }
 }
@@ -94,6 +102,10 @@ pub struct PurchaseEvent {
     /// `referral.pointsPerUnit` per unit, deduped per `(contest, source, orderId)`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub referral_codes: Vec<String>,
+    /// Stripe only: the Checkout Session's `payment_intent`. Charges and disputes name the
+    /// payment intent, not the session, so the purchase remembers it to be found by reversals.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_intent: Option<String>,
 }
 
 /// A signup, deduped per `(contest, email)` by the worker.
@@ -117,6 +129,106 @@ pub struct SignupEvent {
     pub referral_code: Option<String>,
     /// When the receiver accepted it.
     pub received_at: DateTime<Utc>,
+}
+
+/// A reversal of (part of) a purchase's points, deduped per
+/// `(contest, source, target, refundId, kind)` by the worker.
+///
+/// It may arrive before its purchase is recorded: the worker then keeps it and applies it, once,
+/// when the purchase lands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReversalEvent {
+    /// Derived from the dedupe key (see [`ReversalId::derive`]); the message id.
+    pub reversal_id: ReversalId,
+    /// The contest of the purchase.
+    pub contest_id: ContestId,
+    /// The source of the purchase (`api`, `shopify`, `stripe`, `coinflow`).
+    pub source: Source,
+    /// Which purchase it concerns.
+    pub target: ReversalTarget,
+    /// The sender's id of this refund or chargeback (`full` when a whole-purchase refund names
+    /// none); part of the dedupe key, so two partial refunds of the same amount are two refunds.
+    pub refund_id: String,
+    /// Refund, chargeback, or chargeback won.
+    pub kind: ReversalKind,
+    /// How much money went back.
+    pub amount: RefundAmount,
+    /// Free text from the sender (generic webhook `reason`, provider reason), for the ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the receiver accepted it.
+    pub received_at: DateTime<Utc>,
+}
+
+/// How a reversal names its purchase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ReversalTarget {
+    /// By the order id the purchase was recorded under (with the event's source).
+    OrderId(OrderId),
+    /// Stripe charges and disputes: by the `payment_intent` of the Checkout Session.
+    PaymentIntent(String),
+}
+
+impl ReversalTarget {
+    /// The target as one string for dedupe keys and storage (`order:A-1`, `pi:pi_123`).
+    pub fn key(&self) -> String {
+        match self {
+            ReversalTarget::OrderId(order) => format!("order:{order}"),
+            ReversalTarget::PaymentIntent(intent) => format!("pi:{intent}"),
+        }
+    }
+}
+
+/// What kind of reversal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReversalKind {
+    /// Money returned (a refund or a cancellation): points taken back in proportion.
+    Refund,
+    /// A dispute opened (or lost): all of the purchase's remaining points taken back.
+    Chargeback,
+    /// A dispute won by the merchant: what the named chargeback took is given back.
+    ChargebackWon,
+}
+
+impl ReversalKind {
+    /// The name used in dedupe keys, the database and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReversalKind::Refund => "refund",
+            ReversalKind::Chargeback => "chargeback",
+            ReversalKind::ChargebackWon => "chargeback_won",
+        }
+    }
+}
+
+/// How much money a reversal returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum RefundAmount {
+    /// The whole purchase (a full refund, a cancellation; chargebacks always use this): the
+    /// refunded total becomes at least the purchase amount.
+    Full,
+    /// One refund of several, added to the refunded total. `currency: None` = the purchase's.
+    Partial {
+        /// The amount refunded by this refund, exact.
+        #[serde(with = "rust_decimal::serde::str")]
+        amount: Decimal,
+        /// Its currency; absent means the purchase's own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        currency: Option<Currency>,
+    },
+    /// The total refunded so far on the order (Stripe's `amount_refunded`): never added; the
+    /// largest total seen wins, so replays and reordering never double-count.
+    Cumulative {
+        /// The cumulative refunded amount, exact.
+        #[serde(with = "rust_decimal::serde::str")]
+        amount: Decimal,
+        /// Its currency.
+        currency: Currency,
+    },
 }
 
 /// Why a message body could not be turned into an [`Envelope`].
@@ -181,6 +293,7 @@ mod tests {
             money: Money::new(Decimal::from_str("79.90").unwrap(), Currency::USD).unwrap(),
             received_at: Utc::now(),
             referral_codes: Vec::new(),
+            payment_intent: None,
         }))
     }
 

@@ -221,6 +221,45 @@ impl fmt::Display for EntryId {
     }
 }
 
+/// The id of one reversal (refund, cancellation, chargeback or won chargeback), `rev_` + 26
+/// base-32 characters of SHA-256 over its dedupe key `(contest, source, target, refundId, kind)`:
+/// a redelivered or repeated reversal carries the same id (its AMQP `message_id`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ReversalId(String);
+
+impl ReversalId {
+    /// Derives the id of a reversal from the parts of its dedupe key, in that order.
+    pub fn derive(
+        contest: &ContestId,
+        source: Source,
+        target: &str,
+        refund: &str,
+        kind: &str,
+    ) -> Self {
+        Self(format!(
+            "rev_{}",
+            digest_id(&[contest.as_str(), source.as_str(), target, refund, kind])
+        ))
+    }
+
+    /// Wraps an id read back from storage.
+    pub fn from_stored(raw: String) -> Self {
+        Self(raw)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ReversalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// 26 characters of lower-case RFC 4648 base-32 (130 bits) of SHA-256 over the length-prefixed
 /// parts; length prefixes keep `("a|b", "c")` and `("a", "b|c")` apart.
 fn digest_id(parts: &[&str]) -> String {

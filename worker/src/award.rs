@@ -78,6 +78,12 @@ pub async fn award_batch(pool: &PgPool, events: &[Event]) -> Result<BatchOutcome
                 signups.push((contest, signup));
                 continue;
             }
+            // Not applied by this build yet (nothing publishes them so far): dead-lettered, so a
+            // later worker can be given them by `dlq replay`.
+            Event::Reversal(_) => {
+                outcome.unknown_contest.push(index);
+                continue;
+            }
         };
         if rows.contains_key(event.purchase_id.as_str()) {
             outcome.duplicates += 1;

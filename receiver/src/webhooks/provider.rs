@@ -197,6 +197,7 @@ pub async fn accept(
             Referral::Credit => purchase.referral_codes,
             Referral::Ignore => Vec::new(),
         },
+        payment_intent: None,
     }));
     publish(state, &envelope).await?;
     tracing::info!(%purchase_id, contest_id = %contest.id, %source, "provider purchase accepted");

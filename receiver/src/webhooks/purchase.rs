@@ -82,6 +82,7 @@ pub async fn receive(
         money,
         received_at: now,
         referral_codes: Vec::new(),
+        payment_intent: None,
     }));
     publish(&state, &envelope).await?;
     tracing::info!(%purchase_id, contest_id = %contest.id, "purchase accepted");
