@@ -11,7 +11,17 @@ export ADMIN_ADDR="${ADMIN_ADDR:-127.0.0.1:8081}"
 
 scripts/ensure-services.sh
 cargo build --release --locked
-target/release/receiver migrate
+# Wherever cargo puts its output (CARGO_TARGET_DIR, a workspace setting): ask it.
+target_dir=$(cargo metadata --format-version 1 --no-deps \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+bin="$target_dir/release"
+"$bin/receiver" migrate
+
+# Workers' health listeners: WORKER_ADDR if you set one (worker i gets its port + i - 1),
+# else 127.0.0.1:9090, 9091, …
+worker_addr="${WORKER_ADDR:-127.0.0.1:9090}"
+worker_host="${worker_addr%:*}"
+worker_port="${worker_addr##*:}"
 
 pids=()
 stop() {
@@ -21,13 +31,13 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-target/release/receiver &
+"$bin/receiver" &
 pids+=($!)
 for i in $(seq 1 "$WORKERS"); do
-    WORKER_ADDR="127.0.0.1:$((9089 + i))" target/release/worker &
+    WORKER_ADDR="$worker_host:$((worker_port + i - 1))" "$bin/worker" &
     pids+=($!)
 done
 
 echo "receiver: http://localhost:${RECEIVER_ADDR##*:}  admin: http://${ADMIN_ADDR}  (ADMIN_TOKEN=${ADMIN_TOKEN})"
-echo "workers: ${WORKERS} (health on 127.0.0.1:9090…)  — Ctrl-C to stop"
+echo "workers: ${WORKERS} (health on $worker_host:$worker_port…)  — Ctrl-C to stop"
 wait -n "${pids[@]}"
