@@ -248,10 +248,10 @@ fn dispute_parts(dispute: &Map<String, Value>) -> Result<(String, String), Verdi
 }
 
 /// `charge.dispute.created`: a chargeback (everything the purchase still holds is taken back),
-/// named by the dispute id. Inquiries (`warning_needs_response`) count too: Stripe turns an
-/// inquiry that escalates into a chargeback by updating the same dispute, with no second
-/// `created` event, so waiting for one could miss it; an inquiry that closes without escalating
-/// gives the points back (see `dispute_closed`).
+/// named by the dispute id. Inquiries (`warning_needs_response`) count too: an inquiry that
+/// escalates may do so on the same dispute object (its status moving on to `needs_response`),
+/// with no second `created` event to wait for; an inquiry that closes without escalating gives
+/// the points back (see `dispute_closed`).
 fn dispute_created(dispute: &Map<String, Value>) -> Verdict {
     let (dispute_id, intent) = match dispute_parts(dispute) {
         Ok(parts) => parts,
