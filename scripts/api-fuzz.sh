@@ -122,6 +122,11 @@ for _ in $(seq 1 60); do
 done
 curl -fsS "$public/api/webhooks/purchase/$contest_id/A-1" -H "X-Webhook-Secret: $secret" >/dev/null
 
+# The refund webhook takes the same secret: check it answers before fuzzing it (every public
+# operation gets the secret in X-Webhook-Secret below, so refunds are fuzzed past authentication).
+curl -fsS -X POST "$public/api/webhooks/refund/$contest_id" -H "X-Webhook-Secret: $secret" \
+    -d '{"orderId": "A-0", "refundId": "R-0", "amount": "1.00", "reason": "fuzz set-up"}' >/dev/null
+
 config="$work/schemathesis.toml"
 cat >"$config" <<EOF
 # Written by scripts/api-fuzz.sh.
@@ -149,6 +154,8 @@ schemathesis() {
 }
 
 # Public listener first: the admin run rotates the secret and changes the contest's settings.
+# X-Webhook-Secret authenticates the purchase, signup, refund and lookup operations (a header
+# credential decides alone, so the Coinflow key in Authorization does not interfere with them).
 echo "== fuzzing the public listener (tag webhooks, seed $SEED)"
 status=0
 schemathesis --url "$public" --include-tag webhooks --report-junit-path report/webhooks.xml \

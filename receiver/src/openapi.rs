@@ -47,6 +47,7 @@ use utoipa::{
         operations::receive_purchase,
         operations::lookup_purchase,
         operations::receive_signup,
+        operations::receive_refund,
         operations::receive_shopify_referral,
         operations::receive_stripe_referral,
         operations::receive_coinflow,
@@ -286,6 +287,18 @@ fn amount() -> Schema {
     )
 }
 
+/// A refunded amount: greater than 0 and at most 10^12, like a purchase's.
+fn refund_amount() -> Schema {
+    decimal(
+        ObjectBuilder::new()
+            .exclusive_minimum(Some(0))
+            .maximum(Some(1_000_000_000_000_i64)),
+        "Amount returned, in `currency`: greater than 0 and at most 10^12; absent means the \
+         whole purchase.",
+        json!("40.00"),
+    )
+}
+
 /// An exchange rate: greater than 0 and at most 10^9.
 fn rate() -> Schema {
     decimal(
@@ -348,6 +361,25 @@ fn order_id() -> Schema {
              (kept digit for digit). With the contest and the source it is the dedupe key.",
         ))
         .examples([json!("A-1")])
+        .build()
+        .into()
+}
+
+/// A refund id sent as a string or an integer (an integer's digits are kept exactly).
+fn refund_id() -> Schema {
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(255)),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Integer))
+        .description(Some(
+            "Names the refund or chargeback: 1–255 characters without control characters, or an \
+             integer. Required with `amount` on a refund; default `full`.",
+        ))
+        .examples([json!("R-1")])
         .build()
         .into()
 }
@@ -434,6 +466,7 @@ macro_rules! envelope {
 envelope! {
     WebhookAcceptedResponse => WebhookOutcome,
     SignupAcceptedResponse => SignupAccepted,
+    RefundAcceptedResponse => ReversalAccepted,
     PurchaseRecordResponse => PurchaseRecord,
     ContestResponse => Contest,
     EntryCreatedResponse => EntryCreated,
@@ -607,9 +640,46 @@ pub struct SignupRequest {
     pub secret: Option<String>,
 }
 
-/// A Shopify `orders/paid` webhook body: the REST Admin API `Order` resource. Only the fields
-/// read are listed; any others are accepted and ignored. An authentic order that does not award
-/// (another topic, unpaid, a test order, no email) is answered `200` `ignored`.
+/// The generic refund webhook's body. Authenticated like the purchase webhook (a Shopify
+/// signature is refused here: Shopify refunds go to the Shopify URLs as `refunds/create`).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"orderId": "A-1", "refundId": "R-1", "amount": "40.00", "reason": "damaged"}))]
+pub struct RefundRequest {
+    /// The order id of the purchase, as sent with it (a string or an integer). The purchase need
+    /// not be recorded yet: the worker keeps the reversal and applies it when it lands.
+    #[schema(schema_with = order_id)]
+    pub order_id: String,
+    /// Names this refund (or chargeback), 1–255 characters. Required with `amount` on a refund
+    /// (two partial refunds of the same amount are two refunds); default `full`. With the
+    /// contest, source, order and kind it is the dedupe key: the same refund sent twice counts
+    /// once.
+    #[schema(schema_with = refund_id)]
+    pub refund_id: Option<String>,
+    /// The amount returned; absent means the whole purchase. A chargeback always takes back
+    /// everything still held: an amount sent with one is validated and not otherwise used.
+    #[schema(schema_with = refund_amount)]
+    pub amount: Option<String>,
+    /// ISO 4217 code in any case, of a partial refund; absent means the purchase's currency. A
+    /// refund in another currency than the purchase's changes nothing (the worker records it as
+    /// a currency mismatch).
+    #[schema(value_type = Option<CurrencyCode>)]
+    pub currency: Option<String>,
+    /// `chargeback` makes it a chargeback, `chargeback_won` gives back what the chargeback named
+    /// by `refundId` took (any letter case); any other text is the refund's reason in the ledger
+    /// (at most 500 characters, no control characters).
+    #[schema(max_length = 500, example = "damaged")]
+    pub reason: Option<String>,
+    /// The contest's webhook secret, consulted only when no header credential and no signature
+    /// is sent.
+    pub secret: Option<String>,
+}
+
+/// A Shopify webhook body: for `orders/paid` and `orders/cancelled` the REST Admin API `Order`
+/// resource, for `refunds/create` the `Refund` resource (`id`, `order_id`, `note`,
+/// `transactions`). Only the fields read are listed; any others are accepted and ignored. An
+/// authentic delivery that changes nothing (another topic, unpaid, a test order, no email, a
+/// refund with no successful refund transaction) is answered `200` `ignored`.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"id": 820982911946154508_u64, "email": "jane@example.com", "total_price": "79.99", "currency": "USD", "financial_status": "paid", "test": false}))]
 pub struct ShopifyOrder {
@@ -639,11 +709,26 @@ pub struct ShopifyOrder {
     pub note_attributes: Option<Vec<serde_json::Value>>,
     /// Landing URL; `ref=<code>` in it is a referral code.
     pub landing_site: Option<String>,
+    /// `orders/cancelled`: Shopify's cancellation reason, kept in the ledger.
+    pub cancel_reason: Option<String>,
+    /// `refunds/create`: the refunded order's id (a 64-bit integer).
+    #[schema(value_type = Option<u64>)]
+    pub order_id: Option<u64>,
+    /// `refunds/create`: the refund's note, kept in the ledger.
+    pub note: Option<String>,
+    /// `refunds/create`: the refund's transactions; those with `kind: refund` and `status:
+    /// success` are summed (`amount`, a decimal string, in `currency`).
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub transactions: Option<Vec<serde_json::Value>>,
 }
 
 /// A Stripe event. `checkout.session.completed` with `payment_status` `paid` or
-/// `no_payment_required`, and `checkout.session.async_payment_succeeded`, award; anything else
-/// authentic is answered `200` `ignored`.
+/// `no_payment_required`, and `checkout.session.async_payment_succeeded`, award (and remember
+/// the session's `payment_intent`); `charge.refunded` sets the refunded total of the purchase
+/// whose payment intent the charge names to the charge's cumulative `amount_refunded`;
+/// `charge.dispute.created` is a chargeback, and `charge.dispute.closed` with `status` `won`
+/// (or an inquiry closed as `warning_closed`) reinstates it. Anything else authentic is
+/// answered `200` `ignored`.
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"id": "evt_1", "type": "checkout.session.completed", "livemode": true, "data": {"object": {"id": "cs_1", "amount_total": 7999, "currency": "usd", "payment_status": "paid", "customer_details": {"email": "jane@example.com"}}}}))]
 pub struct StripeEvent {
@@ -655,20 +740,25 @@ pub struct StripeEvent {
     /// `false` for test-mode events (awarded only when the contest accepts test events).
     pub livemode: Option<bool>,
     /// `{"object": <Checkout Session>}`: `id` (the order id), `amount_total` (minor units),
-    /// `currency`, `payment_status`, `customer_details.email` / `customer_email`, and the
-    /// referral code in `metadata.referralCode`, `metadata.ref` or `client_reference_id`.
+    /// `currency`, `payment_status`, `payment_intent`, `customer_details.email` /
+    /// `customer_email`, and the referral code in `metadata.referralCode`, `metadata.ref` or
+    /// `client_reference_id`. `{"object": <Charge>}`: `id`, `payment_intent`, `currency`,
+    /// `amount_refunded`. `{"object": <Dispute>}`: `id`, `payment_intent`, `reason`, `status`.
     #[schema(value_type = Option<Object>)]
     pub data: Option<serde_json::Value>,
 }
 
 /// A Coinflow v2 event. `Settled` awards: order id `data.id`, amount `data.subtotal.cents` in
 /// minor units of `data.subtotal.currency` (USD when absent), buyer `data.webhookInfo.email`.
-/// Anything else authentic is answered `200` `ignored`.
+/// `Refund` is a full refund of payment `data.id`, `Card Payment Chargeback Opened` a chargeback
+/// and `Card Payment Chargeback Won` its reinstatement; `Card Payment Chargeback Lost` changes
+/// nothing more. Anything else authentic is answered `200` `ignored`.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"eventType": "Settled", "category": "Purchase", "created": "2026-11-01T12:00:00Z", "data": {"id": "cf_1", "subtotal": {"cents": 7999, "currency": "USD"}, "webhookInfo": {"email": "jane@example.com"}}}))]
 pub struct CoinflowEvent {
-    /// Event type; `Settled` awards.
+    /// Event type: `Settled` awards; `Refund` and the `Card Payment Chargeback …` events take
+    /// points back or give them back.
     pub event_type: Option<String>,
     /// Event category.
     pub category: Option<String>,
@@ -679,15 +769,55 @@ pub struct CoinflowEvent {
     pub data: Option<serde_json::Value>,
 }
 
-/// A webhook's `200`: the event is durably queued (`accepted`), or it is authentic but awards
-/// nothing (`ignored`, provider events only).
+/// A webhook's `200`: a purchase is durably queued (`accepted` with its `purchaseId`), a
+/// provider event that returns money is durably queued (`accepted` with its `reversalId`), or an
+/// authentic provider event changes nothing (`ignored`).
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum WebhookOutcome {
-    /// Durably queued.
+    /// A purchase, durably queued.
     Accepted(WebhookAccepted),
-    /// Authentic, awards nothing.
+    /// A refund, cancellation, chargeback or won chargeback, durably queued.
+    Reversal(ReversalAccepted),
+    /// Authentic, changes nothing.
     Ignored(EventIgnored),
+}
+
+/// A reversal (refund, cancellation, chargeback, or chargeback won) is durably held by RabbitMQ;
+/// the worker applies it once its purchase is recorded (at once if it already is).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReversalAccepted {
+    /// `rev_` + a hash of (contest, source, order or payment intent, refundId, kind): the same
+    /// reversal, sent again or to another URL, always has the same id.
+    #[schema(example = "rev_3k2m1q0p9s7t6v5w4x3y2z1a8r")]
+    pub reversal_id: String,
+    /// The purchase's order id as text (generic webhook, Shopify, Coinflow).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub order_id: Option<String>,
+    /// Stripe: the PaymentIntent that names the purchase (its Checkout Session's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, example = "pi_3PVnF0KZ0dZRqLEK1a2b3c4d")]
+    pub payment_intent: Option<String>,
+    /// The refund or chargeback id: as sent, `full` when none was named, the Shopify refund
+    /// `id`, `cancelled` for a Shopify cancellation, `{charge}:{amount_refunded}` for a Stripe
+    /// refund, the dispute id for Stripe disputes, `full` / `chargeback` for Coinflow.
+    pub refund_id: String,
+    pub kind: ReversalKind,
+    #[schema(schema_with = accepted)]
+    pub status: String,
+}
+
+/// What a reversal does: `refund` takes points back in proportion to the money returned,
+/// `chargeback` takes back everything the purchase still holds, `chargeback_won` gives back what
+/// the named chargeback took.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReversalKind {
+    Refund,
+    Chargeback,
+    ChargebackWon,
 }
 
 /// The event is durably held by RabbitMQ; the worker awards it.
@@ -1072,8 +1202,10 @@ mod operations {
     /// Authentication: `X-Webhook-Secret` or `Authorization: Bearer` with the contest's webhook
     /// secret (header credentials decide alone); else a Standard Webhooks signature; else
     /// `X-Shopify-Hmac-Sha256` with the contest's Shopify secret — the body is then a Shopify
-    /// order (see `ShopifyOrder`) and the answer may be `ignored`; else the body field `secret`.
-    /// The same (contest, orderId) always yields the same `purchaseId`.
+    /// delivery (see `ShopifyOrder`: `orders/paid` awards, `refunds/create` and
+    /// `orders/cancelled` are reversals answered with a `reversalId`) and the answer may be
+    /// `ignored`; else the body field `secret`. The same (contest, orderId) always yields the
+    /// same `purchaseId`.
     #[utoipa::path(
         post,
         path = "/api/webhooks/purchase/{contestId}",
@@ -1082,8 +1214,9 @@ mod operations {
         params(ContestIdParam, StandardWebhooksHeaders),
         request_body(content = PurchaseRequest, content_type = "application/json"),
         responses(
-            (status = 200, description = "Durably queued (`accepted`), or a Shopify order that \
-                awards nothing (`ignored`).", body = WebhookAcceptedResponse),
+            (status = 200, description = "Durably queued (`accepted`: a purchase, or a Shopify \
+                refund or cancellation), or a Shopify delivery that changes nothing \
+                (`ignored`).", body = WebhookAcceptedResponse),
             (status = 400, response = BadRequest),
             (status = 401, response = Unauthorized),
             (status = 403, response = Forbidden),
@@ -1162,12 +1295,50 @@ mod operations {
     )]
     pub fn receive_signup() {}
 
-    /// Receive a Shopify order (referral)
+    /// Receive a refund, cancellation or chargeback
+    ///
+    /// Money went back on a purchase sent to the purchase webhook (source `api`): points are
+    /// taken back in proportion (refund), all of them (`reason: chargeback`), or given back
+    /// (`reason: chargeback_won`). Authenticated like the purchase webhook, except that a
+    /// Shopify signature is `401` here. Order of checks as for a purchase: contest (404) → body
+    /// size (413) → authentication (401, before the body is validated) → purchase tracking (403:
+    /// a paused contest takes no refunds either; the sender retries once it runs again) →
+    /// fields (400 naming the field) → publish with publisher confirm (503 + `Retry-After`) →
+    /// 200. The order need not be known: the worker keeps the reversal and applies it once, when
+    /// the purchase is recorded.
+    #[utoipa::path(
+        post,
+        path = "/api/webhooks/refund/{contestId}",
+        tag = "webhooks",
+        operation_id = "receiveRefund",
+        params(ContestIdParam, StandardWebhooksHeaders),
+        request_body(content = RefundRequest, content_type = "application/json"),
+        responses(
+            (status = 200, description = "Durably queued.", body = RefundAcceptedResponse),
+            (status = 400, response = BadRequest),
+            (status = 401, response = Unauthorized),
+            (status = 403, response = Forbidden),
+            (status = 404, response = NotFound),
+            (status = 413, response = PayloadTooLarge),
+            (status = 503, response = ServiceUnavailable),
+        ),
+        security(
+            ("webhookSecret" = []),
+            ("webhookSecretBearer" = []),
+            ("standardWebhooks" = []),
+        ),
+    )]
+    pub fn receive_refund() {}
+
+    /// Receive a Shopify order, refund or cancellation (referral)
     ///
     /// Shopify `orders/paid`: records the buyer's purchase exactly as the purchase webhook
     /// would (source `shopify`, order `id`) and credits the owner of the order's referral code.
-    /// Only `X-Shopify-Topic: orders/paid` awards (without the header, `financial_status: paid`);
-    /// every other authentic order is `200` `ignored`.
+    /// Only `X-Shopify-Topic: orders/paid` awards (without the header, `financial_status: paid`).
+    /// `refunds/create` takes back the sum of the refund's successful refund transactions
+    /// (refund id = the refund's `id`) and `orders/cancelled` is a full refund of the order
+    /// (refund id `cancelled`): both are answered `accepted` with a `reversalId`. Every other
+    /// authentic delivery is `200` `ignored`.
     #[utoipa::path(
         post,
         path = "/api/webhooks/referral/shopify/{contestId}",
@@ -1176,12 +1347,13 @@ mod operations {
         params(
             ContestIdParam,
             ("X-Shopify-Topic" = Option<String>, Header, description = "The webhook topic; \
-                `orders/paid` awards."),
+                `orders/paid` awards, `refunds/create` and `orders/cancelled` take points \
+                back."),
         ),
         request_body(content = ShopifyOrder, content_type = "application/json"),
         responses(
-            (status = 200, description = "Durably queued (`accepted`) or awards nothing \
-                (`ignored`).", body = WebhookAcceptedResponse),
+            (status = 200, description = "Durably queued (`accepted`: a purchase or a \
+                reversal) or changes nothing (`ignored`).", body = WebhookAcceptedResponse),
             (status = 400, response = BadRequest),
             (status = 401, response = Unauthorized),
             (status = 403, response = Forbidden),
@@ -1196,8 +1368,11 @@ mod operations {
     /// Receive a Stripe event (referral)
     ///
     /// Stripe Checkout events: records the purchase (source `stripe`, order id = Checkout
-    /// Session id) and credits the owner of the referral code in `metadata.referralCode`,
-    /// `metadata.ref` or `client_reference_id`. Other authentic events are `200` `ignored`.
+    /// Session id, remembering its `payment_intent`) and credits the owner of the referral code
+    /// in `metadata.referralCode`, `metadata.ref` or `client_reference_id`. `charge.refunded`,
+    /// `charge.dispute.created` and `charge.dispute.closed` (won) are reversals of the purchase
+    /// whose payment intent they name, answered `accepted` with a `reversalId` and that
+    /// `paymentIntent`. Other authentic events are `200` `ignored`.
     #[utoipa::path(
         post,
         path = "/api/webhooks/referral/stripe/{contestId}",
@@ -1206,8 +1381,8 @@ mod operations {
         params(ContestIdParam),
         request_body(content = StripeEvent, content_type = "application/json"),
         responses(
-            (status = 200, description = "Durably queued (`accepted`) or awards nothing \
-                (`ignored`).", body = WebhookAcceptedResponse),
+            (status = 200, description = "Durably queued (`accepted`: a purchase or a \
+                reversal) or changes nothing (`ignored`).", body = WebhookAcceptedResponse),
             (status = 400, response = BadRequest),
             (status = 401, response = Unauthorized),
             (status = 403, response = Forbidden),
@@ -1222,7 +1397,10 @@ mod operations {
     /// Receive a Coinflow event
     ///
     /// Coinflow v2 events: `Settled` records the purchase (source `coinflow`, order id
-    /// `data.id`); other authentic events are `200` `ignored`. No referral credit.
+    /// `data.id`); `Refund`, `Card Payment Chargeback Opened` and `Card Payment Chargeback Won`
+    /// are reversals of that purchase, answered `accepted` with a `reversalId`; other authentic
+    /// events (`Card Payment Chargeback Lost` among them) are `200` `ignored`. No referral
+    /// credit.
     #[utoipa::path(
         post,
         path = "/api/webhooks/coinflow/{contestId}",
@@ -1231,8 +1409,8 @@ mod operations {
         params(ContestIdParam),
         request_body(content = CoinflowEvent, content_type = "application/json"),
         responses(
-            (status = 200, description = "Durably queued (`accepted`) or awards nothing \
-                (`ignored`).", body = WebhookAcceptedResponse),
+            (status = 200, description = "Durably queued (`accepted`: a purchase or a \
+                reversal) or changes nothing (`ignored`).", body = WebhookAcceptedResponse),
             (status = 400, response = BadRequest),
             (status = 401, response = Unauthorized),
             (status = 403, response = Forbidden),

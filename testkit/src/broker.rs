@@ -1,7 +1,15 @@
 //! Direct RabbitMQ access for assertions and fault injection.
 
-use lapin::{options::BasicPublishOptions, BasicProperties, Channel, Connection};
-use shared::amqp::{topology::ROUTING_KEY, Topology};
+use std::time::Duration;
+
+use lapin::{
+    options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions},
+    BasicProperties, Channel, Connection,
+};
+use shared::{
+    amqp::{topology::ROUTING_KEY, Topology},
+    event::Envelope,
+};
 
 use crate::env::amqp_url;
 
@@ -55,4 +63,59 @@ pub async fn delete_topology(prefix: &str) -> lapin::Result<()> {
     let result = Topology::new(prefix).delete(&channel).await;
     let _ = connection.close(200, "done".into()).await;
     result
+}
+
+/// One message taken off a test's events queue.
+#[derive(Debug, Clone)]
+pub struct QueuedEvent {
+    /// The decoded body.
+    pub envelope: Envelope,
+    /// The AMQP `message_id` property (the purchase, entry or reversal id).
+    pub message_id: Option<String>,
+    /// The AMQP `type` property (`purchase`, `signup`, `reversal`).
+    pub kind: Option<String>,
+}
+
+/// Takes the messages waiting in the events queue of `prefix` (no worker must be running), oldest
+/// first, acknowledging each so it is gone. Waits up to 10 s for `expected` messages to be there,
+/// then takes whatever else is there too, so a caller asserting on the length sees any extra
+/// message rather than missing it. Panics on a body that is not an [`Envelope`].
+pub async fn take_events(prefix: &str, expected: usize) -> Vec<QueuedEvent> {
+    let (connection, channel) = channel().await;
+    let queue = Topology::new(prefix).queue;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut taken = Vec::new();
+    loop {
+        let message = channel
+            .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: false })
+            .await
+            .expect("basic.get on the events queue");
+        match message {
+            Some(message) => {
+                let delivery = message.delivery;
+                delivery
+                    .acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .expect("ack a taken event");
+                let envelope = Envelope::from_bytes(&delivery.data).unwrap_or_else(|error| {
+                    panic!(
+                        "not an event ({error}): {}",
+                        String::from_utf8_lossy(&delivery.data)
+                    )
+                });
+                let properties = &delivery.properties;
+                taken.push(QueuedEvent {
+                    envelope,
+                    message_id: properties.message_id().as_ref().map(|id| id.to_string()),
+                    kind: properties.kind().as_ref().map(|kind| kind.to_string()),
+                });
+            }
+            // Empty: done once enough arrived (or the wait is over), else look again shortly.
+            None if taken.len() >= expected || tokio::time::Instant::now() >= deadline => break,
+            None => tokio::time::sleep(Duration::from_millis(25)).await,
+        }
+    }
+    let _ = connection.close(200, "done".into()).await;
+    taken
 }

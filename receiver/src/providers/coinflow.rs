@@ -1,5 +1,5 @@
-//! Coinflow checkout webhooks (version 2): key or `Coinflow-Signature` verification and `Settled`
-//! events.
+//! Coinflow checkout webhooks (version 2): key or `Coinflow-Signature` verification, `Settled`
+//! events (purchases), and the money going back: `Refund` and the card chargeback events.
 //!
 //! Coinflow authenticates a delivery by sending the merchant's Webhook Validation Key verbatim in
 //! `Authorization`. Where something between Coinflow and us overrides that header, Coinflow's
@@ -8,19 +8,26 @@
 //! `data.id` makes a replay harmless.
 //!
 //! A v2 body is `{eventType, category, created, data}`. Coinflow retries a non-2xx answer for up
-//! to 36 hours, so every authentic delivery that does not award is [`Verdict::Ignored`].
+//! to 36 hours, so every authentic delivery that changes nothing is [`Verdict::Ignored`].
+//!
+//! Coinflow's checkout webhook documentation (docs.coinflow.cash, "Checkout / Subscription
+//! Webhooks") lists `Refund`, `Card Payment Chargeback Opened`, `Card Payment Chargeback Won` and
+//! `Card Payment Chargeback Lost` among the checkout event types, each with the same v2 envelope
+//! as `Settled` and the payment's id in `data.id`; nothing in them names a refund or a chargeback
+//! of its own, so a payment has one refund (the whole payment) and one chargeback.
 
 use axum::http::{header::AUTHORIZATION, HeaderMap};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use shared::{
+    event::{RefundAmount, ReversalKind, ReversalTarget},
     ids::OrderId,
     money::{Currency, Money},
 };
 
 use super::{
     first_email, header, integer_i64, integer_text, json_object, quote, require_secret,
-    ProviderPurchase, TimestampedSignature, Verdict,
+    ProviderPurchase, ProviderReversal, TimestampedSignature, Verdict,
 };
 use crate::{auth::hmac::constant_time_eq, error::ApiError};
 
@@ -29,6 +36,25 @@ pub const SIGNATURE_HEADER: &str = "coinflow-signature";
 
 /// The only event type that awards: the payment completed and the merchant holds the funds.
 pub const AWARDING_EVENT: &str = "Settled";
+
+/// The payment was refunded: a full refund.
+pub const REFUND_EVENT: &str = "Refund";
+
+/// A chargeback was opened on the payment.
+pub const CHARGEBACK_OPENED_EVENT: &str = "Card Payment Chargeback Opened";
+
+/// The chargeback was resolved for the merchant: the points come back.
+pub const CHARGEBACK_WON_EVENT: &str = "Card Payment Chargeback Won";
+
+/// The chargeback was resolved for the cardholder: the points stay taken.
+pub const CHARGEBACK_LOST_EVENT: &str = "Card Payment Chargeback Lost";
+
+/// The refund id of a Coinflow refund (the whole payment, once).
+pub const REFUND_ID: &str = "full";
+
+/// The refund id of a Coinflow chargeback, shared by `…Opened` and `…Won` so that the won
+/// event names the chargeback the opened one recorded (a payment has one chargeback).
+pub const CHARGEBACK_ID: &str = "chargeback";
 
 /// Verifies a delivery against the contest's Coinflow key.
 ///
@@ -55,38 +81,70 @@ pub fn verify(
 ///
 /// `Settled` awards: order id `data.id`, amount `data.subtotal.cents` in minor units of
 /// `data.subtotal.currency` (USD when absent), buyer `data.webhookInfo.email` (v2 carries no
-/// customer email; `webhookInfo` is what the merchant passed from its checkout). Every other event
-/// type, and a `Settled` without a buyer email, is ignored. Coinflow marks no test events (its
-/// sandbox is a separate account with its own key), so `accept_test_events` does not apply, and
-/// Coinflow carries no referral code.
+/// customer email; `webhookInfo` is what the merchant passed from its checkout). `Refund` is a
+/// full refund of payment `data.id`; `Card Payment Chargeback Opened` a chargeback on it and
+/// `Card Payment Chargeback Won` its reinstatement; `Card Payment Chargeback Lost` changes
+/// nothing more (the opened chargeback already took the points). Every other event type, and a
+/// `Settled` without a buyer email, is ignored. Coinflow marks no test events (its sandbox is a
+/// separate account with its own key), so `accept_test_events` does not apply, and Coinflow
+/// carries no referral code.
 pub fn parse(_headers: &HeaderMap, body: &[u8], _accept_test_events: bool) -> Verdict {
     let event = match json_object(body) {
         Ok(event) => event,
         Err(verdict) => return verdict,
     };
-    match event.get("eventType").and_then(Value::as_str) {
-        Some(AWARDING_EVENT) => {}
-        Some(other) => {
-            return Verdict::ignored(format!("event type {} does not award", quote(other)))
-        }
+    let event_type = match event.get("eventType").and_then(Value::as_str) {
+        Some(event_type) => event_type,
         None => return Verdict::ignored("event has no eventType"),
-    }
-    let Some(data) = event.get("data").and_then(Value::as_object) else {
-        return Verdict::ignored("Settled event has no data object");
     };
+    let reversal = match event_type {
+        AWARDING_EVENT => None,
+        REFUND_EVENT => Some((ReversalKind::Refund, REFUND_ID, "refunded")),
+        CHARGEBACK_OPENED_EVENT => {
+            Some((ReversalKind::Chargeback, CHARGEBACK_ID, "chargeback opened"))
+        }
+        CHARGEBACK_WON_EVENT => {
+            Some((ReversalKind::ChargebackWon, CHARGEBACK_ID, "chargeback won"))
+        }
+        CHARGEBACK_LOST_EVENT => {
+            return Verdict::ignored(
+                "Card Payment Chargeback Lost changes nothing more: the chargeback opened \
+                 earlier already took the points",
+            )
+        }
+        other => return Verdict::ignored(format!("event type {} does not award", quote(other))),
+    };
+    let Some(data) = event.get("data").and_then(Value::as_object) else {
+        return Verdict::ignored(format!("{event_type} event has no data object"));
+    };
+    if let Some((kind, refund_id, reason)) = reversal {
+        let Some(order_id) = payment_id(data) else {
+            return Verdict::ignored(format!("{event_type} event has no data.id"));
+        };
+        return Verdict::Reverse(ProviderReversal {
+            target: ReversalTarget::OrderId(order_id),
+            refund_id: refund_id.to_owned(),
+            kind,
+            amount: RefundAmount::Full,
+            reason: Some(reason.to_owned()),
+        });
+    }
     match purchase(data) {
         Ok(purchase) => Verdict::Award(purchase),
         Err(reason) => Verdict::Ignored(reason),
     }
 }
 
-/// The purchase a `Settled` event's `data` describes, or why it describes none.
-fn purchase(data: &Map<String, Value>) -> Result<ProviderPurchase, String> {
-    let order_id = data
-        .get("id")
+/// The payment's id, `data.id` (a string, or an integer kept digit for digit).
+fn payment_id(data: &Map<String, Value>) -> Option<OrderId> {
+    data.get("id")
         .and_then(|id| id.as_str().map(str::to_owned).or_else(|| integer_text(id)))
         .and_then(|id| OrderId::parse(&id).ok())
-        .ok_or("Settled event has no data.id")?;
+}
+
+/// The purchase a `Settled` event's `data` describes, or why it describes none.
+fn purchase(data: &Map<String, Value>) -> Result<ProviderPurchase, String> {
+    let order_id = payment_id(data).ok_or("Settled event has no data.id")?;
     let email = webhook_info_email(data.get("webhookInfo"))
         .ok_or("Settled event has no buyer email in data.webhookInfo.email")?;
     let subtotal = data
@@ -110,6 +168,7 @@ fn purchase(data: &Map<String, Value>) -> Result<ProviderPurchase, String> {
         email,
         money,
         referral_codes: Vec::new(),
+        payment_intent: None,
     })
 }
 
@@ -145,6 +204,31 @@ mod tests {
     /// Python's `hmac` module.
     const SETTLED_V1: &str = "9b2d7d73fbc213c7a2e47a0e028b4855f4cc66f8c55d8e84f946887a696c72c1";
 
+    /// A v2 `Refund` event for the same payment, modelled on the `Settled` one.
+    const REFUND: &str = r#"{"eventType":"Refund","category":"Purchase","created":"2024-07-01T12:00:00.000Z","data":{"id":"0a4f9d6e-3b1c-4e2a-9f8d-7c6b5a493827","signature":"","wallet":"9xQeWvG816bUx9EPjHmaT23yvVM2ZWbrrpZb9PusVFin","webhookInfo":{"email":"Buyer@Example.com","userId":"u_123"},"subtotal":{"cents":2500,"currency":"USD"},"total":{"cents":2704},"customerId":"u_123","merchantId":"blitz-demo"}}"#;
+
+    const REFUND_SIGNED_AT: &str = "1719835200";
+
+    /// Hex HMAC-SHA256 of `"{REFUND_SIGNED_AT}.{REFUND}"` keyed with `KEY`, computed
+    /// independently with Python's `hmac` module.
+    const REFUND_V1: &str = "bea6f56ec3ee482221bb35f9b30759b69c6f26d62aa6b041c583acacbd60a35c";
+
+    const PAYMENT_ID: &str = "0a4f9d6e-3b1c-4e2a-9f8d-7c6b5a493827";
+
+    fn reverse(body: &str) -> ProviderReversal {
+        match parse(&HeaderMap::new(), body.as_bytes(), false) {
+            Verdict::Reverse(reversal) => reversal,
+            other => panic!("expected a reversal, got {other:?}"),
+        }
+    }
+
+    /// The sample refund event with another `eventType`.
+    fn refund_event(event_type: &str) -> String {
+        let mut event: Value = serde_json::from_str(REFUND).unwrap();
+        event["eventType"] = json!(event_type);
+        event.to_string()
+    }
+
     fn with_authorization(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, value.parse().unwrap());
@@ -178,14 +262,14 @@ mod tests {
     fn award(body: &str) -> ProviderPurchase {
         match parse(&HeaderMap::new(), body.as_bytes(), false) {
             Verdict::Award(purchase) => purchase,
-            Verdict::Ignored(reason) => panic!("expected an award, got ignored: {reason}"),
+            other => panic!("expected an award, got {other:?}"),
         }
     }
 
     fn reason(body: &str) -> String {
         match parse(&HeaderMap::new(), body.as_bytes(), true) {
             Verdict::Ignored(reason) => reason,
-            Verdict::Award(purchase) => panic!("expected ignored, got an award: {purchase:?}"),
+            other => panic!("expected ignored, got {other:?}"),
         }
     }
 
@@ -327,8 +411,9 @@ mod tests {
         for event_type in [
             "Card Payment Authorized",
             "Card Payment Declined",
-            "Card Payment Chargeback Opened",
-            "Refund",
+            "Card Payment Suspected Fraud",
+            "refund",
+            "Refunded",
         ] {
             let body = event_with(|event| event["eventType"] = json!(event_type));
             assert_eq!(
@@ -340,6 +425,79 @@ mod tests {
             event.as_object_mut().unwrap().remove("eventType");
         });
         assert_eq!(reason(&untyped), "event has no eventType");
+    }
+
+    #[test]
+    fn refund_signature_verifies() {
+        let signature = format!("t={REFUND_SIGNED_AT},v1={REFUND_V1}");
+        assert!(check(&with_signature(&signature), REFUND, Some(KEY)).is_ok());
+        let tampered = REFUND.replace(PAYMENT_ID, "0a4f9d6e-3b1c-4e2a-9f8d-7c6b5a493828");
+        assert_ne!(tampered, REFUND);
+        assert!(unauthorized(check(
+            &with_signature(&signature),
+            &tampered,
+            Some(KEY)
+        )));
+    }
+
+    #[test]
+    fn refund_is_a_full_refund_of_the_payment() {
+        assert_eq!(
+            reverse(REFUND),
+            ProviderReversal {
+                target: ReversalTarget::OrderId(OrderId::parse(PAYMENT_ID).unwrap()),
+                refund_id: REFUND_ID.into(),
+                kind: ReversalKind::Refund,
+                amount: RefundAmount::Full,
+                reason: Some("refunded".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn chargeback_opened_and_won_name_the_same_chargeback() {
+        let opened = reverse(&refund_event(CHARGEBACK_OPENED_EVENT));
+        let won = reverse(&refund_event(CHARGEBACK_WON_EVENT));
+        assert_eq!(opened.kind, ReversalKind::Chargeback);
+        assert_eq!(won.kind, ReversalKind::ChargebackWon);
+        assert_eq!(opened.refund_id, won.refund_id);
+        assert_eq!(opened.refund_id, CHARGEBACK_ID);
+        assert_eq!(opened.target, won.target);
+        assert_eq!(
+            opened.target,
+            ReversalTarget::OrderId(OrderId::parse(PAYMENT_ID).unwrap())
+        );
+        assert_eq!(opened.amount, RefundAmount::Full);
+        assert_eq!(won.amount, RefundAmount::Full);
+    }
+
+    #[test]
+    fn chargeback_lost_changes_nothing_more() {
+        assert!(reason(&refund_event(CHARGEBACK_LOST_EVENT)).contains("changes nothing more"));
+    }
+
+    #[test]
+    fn reversals_without_a_payment_id_are_ignored() {
+        for event_type in [REFUND_EVENT, CHARGEBACK_OPENED_EVENT, CHARGEBACK_WON_EVENT] {
+            let mut event: Value = serde_json::from_str(&refund_event(event_type)).unwrap();
+            event["data"]["id"] = json!("");
+            assert_eq!(
+                reason(&event.to_string()),
+                format!("{event_type} event has no data.id")
+            );
+            event["data"] = json!(null);
+            assert_eq!(
+                reason(&event.to_string()),
+                format!("{event_type} event has no data object")
+            );
+        }
+        // An integer payment id keeps its digits.
+        let mut numeric: Value = serde_json::from_str(REFUND).unwrap();
+        numeric["data"]["id"] = serde_json::from_str("820982911946154508").unwrap();
+        assert_eq!(
+            reverse(&numeric.to_string()).target,
+            ReversalTarget::OrderId(OrderId::parse("820982911946154508").unwrap())
+        );
     }
 
     #[test]

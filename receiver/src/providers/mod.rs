@@ -6,15 +6,17 @@
 //! - `verify(headers, body, secret, now)`: authenticates the delivery over the raw body bytes and
 //!   fails closed. No secret configured, no credential, a malformed credential or a wrong one are
 //!   all [`ApiError::Unauthorized`].
-//! - `parse(headers, body, accept_test_events)`: says what an *authentic* delivery means for us.
-//!   It never fails: providers retry (and eventually disable the endpoint) on any non-2xx answer,
-//!   so content we cannot use is [`Verdict::Ignored`] with a reason, answered `200`.
+//! - `parse(headers, body, accept_test_events)`: says what an *authentic* delivery means for us:
+//!   a purchase to award, money going back (a reversal), or nothing. It never fails: providers
+//!   retry (and eventually disable the endpoint) on any non-2xx answer, so content we cannot use
+//!   is [`Verdict::Ignored`] with a reason, answered `200`.
 //!
 //! Adding a provider means adding one module here and one route.
 //!
-//! - [`shopify`]: `orders/paid` orders, `X-Shopify-Hmac-Sha256`.
-//! - [`stripe`]: Checkout Session events, `Stripe-Signature`.
-//! - [`coinflow`]: v2 `Settled` events, `Authorization` key or `Coinflow-Signature`.
+//! - [`shopify`]: `orders/paid`, `refunds/create` and `orders/cancelled`, `X-Shopify-Hmac-Sha256`.
+//! - [`stripe`]: Checkout Session, `charge.refunded` and dispute events, `Stripe-Signature`.
+//! - [`coinflow`]: v2 `Settled`, `Refund` and chargeback events, `Authorization` key or
+//!   `Coinflow-Signature`.
 
 pub mod coinflow;
 pub mod shopify;
@@ -22,7 +24,12 @@ pub mod stripe;
 
 use axum::http::HeaderMap;
 use serde_json::Value;
-use shared::{email::Email, ids::OrderId, money::Money};
+use shared::{
+    email::Email,
+    event::{RefundAmount, ReversalKind, ReversalTarget},
+    ids::OrderId,
+    money::Money,
+};
 
 use crate::{auth::hmac, error::ApiError};
 
@@ -39,6 +46,26 @@ pub struct ProviderPurchase {
     /// Candidate referral codes the order carries, in priority order; the worker credits the
     /// first one that belongs to an entry (who owns a code is the worker's business).
     pub referral_codes: Vec<String>,
+    /// Stripe only: the Checkout Session's `payment_intent`, which later charges and disputes
+    /// name instead of the session.
+    pub payment_intent: Option<String>,
+}
+
+/// Money going back on a purchase (refund, cancellation, chargeback) or a chargeback won, as a
+/// provider event describes it. The webhook layer adds the contest, the source and the id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderReversal {
+    /// Which purchase: by order id (Shopify, Coinflow) or by payment intent (Stripe).
+    pub target: ReversalTarget,
+    /// The provider's id of this refund or chargeback, chosen so that a redelivery of the same
+    /// event carries the same id (and so dedupes) while a different refund carries another.
+    pub refund_id: String,
+    /// Refund, chargeback, or chargeback won.
+    pub kind: ReversalKind,
+    /// How much money went back.
+    pub amount: RefundAmount,
+    /// The provider's reason or note, sanitised by [`reason_text`], for the ledger.
+    pub reason: Option<String>,
 }
 
 /// What an authentic provider event means for us.
@@ -46,7 +73,9 @@ pub struct ProviderPurchase {
 pub enum Verdict {
     /// The event is a completed purchase: award it.
     Award(ProviderPurchase),
-    /// The event awards nothing; the reason is written for the sender and our logs
+    /// The event returns money (or reinstates a chargeback): take points back (or give them back).
+    Reverse(ProviderReversal),
+    /// The event changes nothing; the reason is written for the sender and our logs
     /// (e.g. "topic orders/create does not award").
     Ignored(String),
 }
@@ -56,6 +85,31 @@ impl Verdict {
     pub fn ignored(reason: impl Into<String>) -> Self {
         Verdict::Ignored(reason.into())
     }
+}
+
+/// Longest reason text carried on a reversal (the admin API's adjustment reasons are bounded
+/// the same way).
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// Provider text (a refund note, a dispute reason) made fit for the ledger: trimmed, control
+/// characters replaced by spaces, at most [`MAX_REASON_CHARS`] characters; `None` when nothing is
+/// left. Providers are not asked to resend over a note, so it is cleaned rather than refused.
+pub fn reason_text(text: &str) -> Option<String> {
+    let cleaned: String = text
+        .trim()
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_REASON_CHARS)
+        .collect();
+    let cleaned = cleaned.trim_end();
+    (!cleaned.is_empty()).then(|| cleaned.to_owned())
+}
+
+/// A Stripe or Coinflow-style identifier: a non-empty string of at most 255 characters without
+/// control characters (what [`OrderId`] accepts), taken from a JSON string.
+fn provider_id(value: Option<&Value>) -> Option<String> {
+    let text = value?.as_str()?.trim();
+    OrderId::parse(text).ok().map(|id| id.as_str().to_owned())
 }
 
 /// Most candidate referral codes passed on per order.
@@ -288,6 +342,22 @@ mod fuzz {
             "ref",
             "referralCode",
             "/?ref=A%2",
+            "refunds/create",
+            "orders/cancelled",
+            "refund",
+            "success",
+            "pending",
+            "charge.refunded",
+            "charge.dispute.created",
+            "charge.dispute.closed",
+            "won",
+            "lost",
+            "warning_closed",
+            "pi_3PVnF0KZ0dZRqLEK1a2b3c4d",
+            "Refund",
+            "Card Payment Chargeback Opened",
+            "Card Payment Chargeback Won",
+            "Card Payment Chargeback Lost",
             "",
         ])
         .prop_map(Value::from);
@@ -397,5 +467,27 @@ mod tests {
             MAX_QUOTED_CHARS + 1
         );
         assert_eq!(quote("a\nb"), "a?b");
+    }
+
+    #[test]
+    fn reason_text_is_trimmed_cleaned_and_bounded() {
+        assert_eq!(reason_text("  damaged box \n").unwrap(), "damaged box");
+        assert_eq!(reason_text("a\tb\u{7}c").unwrap(), "a b c");
+        assert!(reason_text("   ").is_none());
+        assert!(reason_text("\n\r").is_none());
+        assert_eq!(
+            reason_text(&"é".repeat(600)).unwrap().chars().count(),
+            MAX_REASON_CHARS
+        );
+    }
+
+    #[test]
+    fn provider_ids_are_bounded_text_without_control_characters() {
+        assert_eq!(provider_id(Some(&json!(" pi_1 "))).unwrap(), "pi_1");
+        assert!(provider_id(Some(&json!(""))).is_none());
+        assert!(provider_id(Some(&json!("a\nb"))).is_none());
+        assert!(provider_id(Some(&json!("x".repeat(256)))).is_none());
+        assert!(provider_id(Some(&json!(42))).is_none());
+        assert!(provider_id(None).is_none());
     }
 }

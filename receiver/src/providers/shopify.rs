@@ -1,4 +1,5 @@
-//! Shopify order webhooks: `X-Shopify-Hmac-Sha256` verification and `orders/paid` orders.
+//! Shopify order webhooks: `X-Shopify-Hmac-Sha256` verification, `orders/paid` orders, and the
+//! money going back: `refunds/create` refunds and `orders/cancelled` cancellations.
 //!
 //! Shopify signs the raw body with HMAC-SHA256 keyed with the app's (or the store's webhook)
 //! secret and sends the digest base64-encoded. The order payload is the REST Admin API `Order`
@@ -6,21 +7,33 @@
 //! `presentment_currency` applies to the `*_set.presentment_money` fields only), and `id` is a
 //! 64-bit integer above 2^53, so it is read as the number's text, never as a float.
 //!
+//! A `refunds/create` payload is the REST Admin API `Refund` resource (shopify.dev, "Refund",
+//! REST Admin API 2025-01 and later): `id`, `order_id`, `note`, and `transactions`, each an
+//! order `Transaction` with `kind` (`refund`, `sale`, …), `status` (`success`, `pending`,
+//! `failure`, `error`), `amount` (a decimal string) and `currency`. Only successful refund
+//! transactions are money that went back. Shopify documents refund transaction amounts in the
+//! order's presentment currency, so a refund of a multi-currency order may be in another
+//! currency than the order's shop-currency total; the worker then records it as a currency
+//! mismatch rather than guessing a rate. An `orders/cancelled` payload is the `Order` resource.
+//!
 //! Shopify retries a failed delivery 8 times over 4 hours and then deletes the subscription, so
-//! every authentic delivery is answered `200`: what does not award is [`Verdict::Ignored`].
+//! every authentic delivery is answered `200`: what changes nothing is [`Verdict::Ignored`].
 
 use axum::http::HeaderMap;
 use base64::{engine::general_purpose::STANDARD, Engine};
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 use shared::{
+    event::{RefundAmount, ReversalKind, ReversalTarget},
     ids::OrderId,
     money::{parse_decimal, Currency, Money},
 };
 
 use super::{
-    first_email, header, integer_text, json_object, percent_decode, quote, referral_code,
-    require_secret, valid_referral_code, ProviderPurchase, Verdict,
+    first_email, header, integer_text, json_object, percent_decode, quote, reason_text,
+    referral_code, require_secret, valid_referral_code, ProviderPurchase, ProviderReversal,
+    Verdict,
 };
 use crate::{
     auth::hmac::{constant_time_eq, sha256},
@@ -35,6 +48,15 @@ pub const TOPIC_HEADER: &str = "x-shopify-topic";
 
 /// The only topic that awards: the order's payment has been captured.
 pub const AWARDING_TOPIC: &str = "orders/paid";
+
+/// A refund was created on an order: the successful refund transactions are money returned.
+pub const REFUND_TOPIC: &str = "refunds/create";
+
+/// An order was cancelled: a cancellation is a full refund.
+pub const CANCELLED_TOPIC: &str = "orders/cancelled";
+
+/// The refund id of a cancellation (a cancellation happens once per order).
+pub const CANCELLATION_REFUND_ID: &str = "cancelled";
 
 /// Note attributes (cart attributes) that carry a referral code.
 const REFERRAL_ATTRIBUTES: [&str; 2] = ["ref", "referralCode"];
@@ -64,20 +86,33 @@ pub fn verify(
 
 /// What an authentic Shopify delivery means.
 ///
-/// `X-Shopify-Topic: orders/paid` awards; any other topic is ignored. Without a topic header (a
-/// store's own script replaying an order, say) the order awards only when its `financial_status`
-/// is `paid`, so an unpaid order can never award by dropping the header. `test: true` orders award
-/// only when `accept_test_events` is set.
+/// `X-Shopify-Topic: orders/paid` awards; `refunds/create` takes back the refund's successful
+/// refund transactions; `orders/cancelled` is a full refund of the order; any other topic is
+/// ignored. Without a topic header (a store's own script replaying an order, say) the order
+/// awards only when its `financial_status` is `paid`, so an unpaid order can never award by
+/// dropping the header. Test orders and test refunds (`test: true`) count only when
+/// `accept_test_events` is set.
 pub fn parse(headers: &HeaderMap, body: &[u8], accept_test_events: bool) -> Verdict {
     let topic = match headers.get(TOPIC_HEADER).map(|value| value.to_str()) {
         None => None,
         Some(Ok(topic)) => Some(topic.trim()),
         Some(Err(_)) => return Verdict::ignored("the X-Shopify-Topic header is not readable"),
     };
-    if let Some(topic) = topic {
-        if topic != AWARDING_TOPIC {
-            return Verdict::ignored(format!("topic {} does not award", quote(topic)));
+    match topic {
+        None | Some(AWARDING_TOPIC) => {}
+        Some(REFUND_TOPIC) => {
+            return match json_object(body) {
+                Ok(object) => refund(&object, accept_test_events),
+                Err(verdict) => verdict,
+            }
         }
+        Some(CANCELLED_TOPIC) => {
+            return match json_object(body) {
+                Ok(order) => cancellation(&order, accept_test_events),
+                Err(verdict) => verdict,
+            }
+        }
+        Some(topic) => return Verdict::ignored(format!("topic {} does not award", quote(topic))),
     }
     let order = match json_object(body) {
         Ok(order) => order,
@@ -93,6 +128,130 @@ pub fn parse(headers: &HeaderMap, body: &[u8], accept_test_events: bool) -> Verd
         Ok(purchase) => Verdict::Award(purchase),
         Err(reason) => Verdict::Ignored(reason),
     }
+}
+
+/// A `refunds/create` refund: a partial refund of order `order_id`, named by the refund's `id`
+/// (so a redelivery dedupes and a second refund of the same amount is another refund), of the
+/// sum of its transactions with `kind: refund` and `status: success`, in their currency. A
+/// refund with no such transaction (only restocking, or a refund still pending at the gateway)
+/// returned no money yet and is ignored.
+fn refund(refund: &Map<String, Value>, accept_test_events: bool) -> Verdict {
+    let Some(order_id) = refund
+        .get("order_id")
+        .and_then(integer_text)
+        .and_then(|id| OrderId::parse(&id).ok())
+    else {
+        return Verdict::ignored("refund has no integer order_id");
+    };
+    let Some(refund_id) = refund.get("id").and_then(integer_text) else {
+        return Verdict::ignored("refund has no integer id");
+    };
+    let transactions = refund
+        .get("transactions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let successful: Vec<&Value> = transactions
+        .iter()
+        .filter(|transaction| {
+            transaction.get("kind").and_then(Value::as_str) == Some("refund")
+                && transaction.get("status").and_then(Value::as_str) == Some("success")
+        })
+        .collect();
+    if successful.is_empty() {
+        return Verdict::ignored("refund has no successful refund transaction");
+    }
+    let is_test = successful
+        .iter()
+        .any(|transaction| transaction.get("test") == Some(&Value::Bool(true)));
+    if is_test && !accept_test_events {
+        return Verdict::ignored("test refund, and the contest does not accept test events");
+    }
+    let (amount, currency) = match refunded_total(&successful) {
+        Ok(total) => total,
+        Err(reason) => return Verdict::Ignored(reason),
+    };
+    Verdict::Reverse(ProviderReversal {
+        target: ReversalTarget::OrderId(order_id),
+        refund_id,
+        kind: ReversalKind::Refund,
+        amount: RefundAmount::Partial { amount, currency },
+        reason: refund
+            .get("note")
+            .and_then(Value::as_str)
+            .and_then(reason_text),
+    })
+}
+
+/// The exact sum of refund transactions and their one currency (`None` when they name none:
+/// the purchase's own), or why there is none.
+fn refunded_total(transactions: &[&Value]) -> Result<(Decimal, Option<Currency>), String> {
+    let mut total = Decimal::ZERO;
+    let mut currencies: Vec<Option<Currency>> = Vec::new();
+    for transaction in transactions {
+        let amount = match transaction.get("amount") {
+            Some(Value::String(text)) => parse_decimal(text).ok(),
+            Some(Value::Number(number)) => parse_decimal(&number.to_string()).ok(),
+            _ => None,
+        }
+        .ok_or("refund transaction amount is not a decimal number")?;
+        let currency = match transaction.get("currency") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(code)) => Some(
+                Currency::parse(code)
+                    .map_err(|_| format!("currency {} is not an ISO 4217 code", quote(code)))?,
+            ),
+            Some(_) => return Err("refund transaction currency is not a string".into()),
+        };
+        if !currencies.contains(&currency) {
+            currencies.push(currency);
+        }
+        total = total
+            .checked_add(amount)
+            .ok_or("refund transaction amounts are out of range")?;
+    }
+    if currencies.len() > 1 {
+        return Err("refund transactions are in several currencies".into());
+    }
+    if total <= Decimal::ZERO {
+        return Err("refunded amount must be greater than zero".into());
+    }
+    if total > shared::money::MAX_AMOUNT {
+        return Err("refunded amount must be at most 1000000000000".into());
+    }
+    Ok((total, currencies.into_iter().next().flatten()))
+}
+
+/// An `orders/cancelled` order: a full refund of order `id`, refund id
+/// [`CANCELLATION_REFUND_ID`], with Shopify's `cancel_reason` for the ledger. (A cancellation
+/// after partial refunds takes back the rest: the worker raises the refunded total to the whole
+/// purchase, never adds to it.)
+fn cancellation(order: &Map<String, Value>, accept_test_events: bool) -> Verdict {
+    let Some(order_id) = order
+        .get("id")
+        .and_then(integer_text)
+        .and_then(|id| OrderId::parse(&id).ok())
+    else {
+        return Verdict::ignored("order has no integer id");
+    };
+    if order.get("test") == Some(&Value::Bool(true)) && !accept_test_events {
+        return Verdict::ignored("test order, and the contest does not accept test events");
+    }
+    let reason = match order
+        .get("cancel_reason")
+        .and_then(Value::as_str)
+        .and_then(reason_text)
+    {
+        Some(why) => format!("order cancelled: {why}"),
+        None => "order cancelled".to_owned(),
+    };
+    Verdict::Reverse(ProviderReversal {
+        target: ReversalTarget::OrderId(order_id),
+        refund_id: CANCELLATION_REFUND_ID.to_owned(),
+        kind: ReversalKind::Refund,
+        amount: RefundAmount::Full,
+        reason: reason_text(&reason),
+    })
 }
 
 /// The purchase an order describes, or why it describes none.
@@ -127,6 +286,7 @@ fn purchase(order: &Map<String, Value>) -> Result<ProviderPurchase, String> {
         email,
         money,
         referral_codes: order_referral_codes(order),
+        payment_intent: None,
     })
 }
 
@@ -195,6 +355,19 @@ mod tests {
     /// base64(HMAC-SHA256(ORDER, SECRET)), computed independently with Python's `hmac` module.
     const ORDER_SIGNATURE: &str = "Iqejl/1RXPazJdVXB5OO90HDg8PT+JGzZ0HjpeibIi8=";
 
+    /// A `refunds/create` payload modelled on the REST Admin API `Refund` resource (trimmed): two
+    /// successful refund transactions (30.00 and 10.00) and a failed one (99.00).
+    const REFUND: &str = r##"{"id":890088186047892319,"order_id":820982911946154508,"created_at":"2024-06-27T10:00:00-04:00","note":"Item damaged in transit","user_id":548380009,"processed_at":"2024-06-27T10:00:00-04:00","restock":false,"duties":[],"admin_graphql_api_id":"gid://shopify/Refund/890088186047892319","refund_line_items":[{"id":487817672276298627,"quantity":1,"line_item_id":866550311766439020,"restock_type":"no_restock","subtotal":"40.00","total_tax":"0.00"}],"transactions":[{"id":245135271498392012,"order_id":820982911946154508,"kind":"refund","gateway":"bogus","status":"success","message":null,"created_at":"2024-06-27T10:00:00-04:00","test":false,"authorization":null,"parent_id":389404469,"amount":"30.00","currency":"USD"},{"id":245135271498392013,"order_id":820982911946154508,"kind":"refund","gateway":"gift_card","status":"success","message":null,"created_at":"2024-06-27T10:00:00-04:00","test":false,"authorization":null,"parent_id":389404470,"amount":"10.00","currency":"USD"},{"id":245135271498392014,"order_id":820982911946154508,"kind":"refund","gateway":"bogus","status":"failure","message":"declined","created_at":"2024-06-27T10:00:00-04:00","test":false,"authorization":null,"parent_id":389404469,"amount":"99.00","currency":"USD"}],"order_adjustments":[]}"##;
+
+    /// base64(HMAC-SHA256(REFUND, SECRET)), computed independently with Python's `hmac` module.
+    const REFUND_SIGNATURE: &str = "j3wo31L+OQB/bDHKH8EEDFADW6+1MmBWlUVhFh8i12A=";
+
+    /// An `orders/cancelled` payload: the sample order, cancelled (trimmed).
+    const CANCELLED: &str = r##"{"id":820982911946154508,"admin_graphql_api_id":"gid://shopify/Order/820982911946154508","cancel_reason":"customer","cancelled_at":"2024-06-28T09:00:00-04:00","contact_email":"jane.buyer@example.com","currency":"USD","email":"Jane.Buyer@Example.com","financial_status":"refunded","name":"#1001","order_number":1001,"test":false,"total_price":"79.99"}"##;
+
+    /// base64(HMAC-SHA256(CANCELLED, SECRET)), computed independently with Python's `hmac` module.
+    const CANCELLED_SIGNATURE: &str = "g4mBD3/0e4HZG7+2qIjvbT7GSRGQo6oMReUkUjxT/Vc=";
+
     fn headers(signature: Option<&str>, topic: Option<&str>) -> HeaderMap {
         let mut headers = HeaderMap::new();
         if let Some(signature) = signature {
@@ -220,15 +393,46 @@ mod tests {
     fn award(verdict: Verdict) -> ProviderPurchase {
         match verdict {
             Verdict::Award(purchase) => purchase,
-            Verdict::Ignored(reason) => panic!("expected an award, got ignored: {reason}"),
+            other => panic!("expected an award, got {other:?}"),
+        }
+    }
+
+    fn reverse(verdict: Verdict) -> ProviderReversal {
+        match verdict {
+            Verdict::Reverse(reversal) => reversal,
+            other => panic!("expected a reversal, got {other:?}"),
         }
     }
 
     fn reason(verdict: Verdict) -> String {
         match verdict {
             Verdict::Ignored(reason) => reason,
-            Verdict::Award(purchase) => panic!("expected ignored, got an award: {purchase:?}"),
+            other => panic!("expected ignored, got {other:?}"),
         }
+    }
+
+    fn refunded(body: &str, accept_test_events: bool) -> Verdict {
+        let headers = headers(None, Some(REFUND_TOPIC));
+        parse(&headers, body.as_bytes(), accept_test_events)
+    }
+
+    fn cancelled(body: &str, accept_test_events: bool) -> Verdict {
+        let headers = headers(None, Some(CANCELLED_TOPIC));
+        parse(&headers, body.as_bytes(), accept_test_events)
+    }
+
+    /// The sample refund with `change` applied to its JSON.
+    fn refund_with(change: impl FnOnce(&mut Map<String, Value>)) -> String {
+        let mut refund: Map<String, Value> = serde_json::from_str(REFUND).unwrap();
+        change(&mut refund);
+        Value::Object(refund).to_string()
+    }
+
+    /// The sample refund with the given transactions.
+    fn refund_of(transactions: Value) -> String {
+        refund_with(|refund| {
+            refund.insert("transactions".into(), transactions);
+        })
     }
 
     #[test]
@@ -296,8 +500,233 @@ mod tests {
     }
 
     #[test]
+    fn refund_and_cancellation_signatures_verify() {
+        for (body, signature, topic) in [
+            (REFUND, REFUND_SIGNATURE, REFUND_TOPIC),
+            (CANCELLED, CANCELLED_SIGNATURE, CANCELLED_TOPIC),
+        ] {
+            let signed = headers(Some(signature), Some(topic));
+            assert!(verify(&signed, body.as_bytes(), Some(SECRET), Utc::now()).is_ok());
+            let tampered = body.replace("820982911946154508", "820982911946154509");
+            assert_ne!(tampered, body);
+            assert!(matches!(
+                verify(&signed, tampered.as_bytes(), Some(SECRET), Utc::now()),
+                Err(ApiError::Unauthorized)
+            ));
+        }
+    }
+
+    #[test]
+    fn refund_takes_back_the_sum_of_its_successful_refund_transactions() {
+        let reversal = reverse(refunded(REFUND, false));
+        assert_eq!(
+            reversal,
+            ProviderReversal {
+                // 64-bit ids kept digit for digit.
+                target: ReversalTarget::OrderId(OrderId::parse("820982911946154508").unwrap()),
+                refund_id: "890088186047892319".into(),
+                kind: ReversalKind::Refund,
+                // 30.00 + 10.00; the failed 99.00 does not count.
+                amount: RefundAmount::Partial {
+                    amount: Decimal::new(4000, 2),
+                    currency: Some(Currency::USD),
+                },
+                reason: Some("Item damaged in transit".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn refund_amounts_are_summed_exactly_in_their_currency() {
+        let body = refund_of(json!([
+            {"kind": "refund", "status": "success", "amount": "0.10", "currency": "eur"},
+            {"kind": "refund", "status": "success", "amount": 0.2, "currency": "EUR"},
+            {"kind": "refund", "status": "pending", "amount": "50.00", "currency": "EUR"},
+        ]));
+        let amount = reverse(refunded(&body, false)).amount;
+        assert_eq!(
+            amount,
+            RefundAmount::Partial {
+                amount: Decimal::new(30, 2),
+                currency: Some(Currency::parse("EUR").unwrap()),
+            }
+        );
+        // No currency on the transactions: the purchase's own.
+        let bare = refund_of(json!([{"kind": "refund", "status": "success", "amount": "5"}]));
+        assert_eq!(
+            reverse(refunded(&bare, false)).amount,
+            RefundAmount::Partial {
+                amount: Decimal::from(5),
+                currency: None
+            }
+        );
+    }
+
+    #[test]
+    fn refund_without_a_successful_refund_transaction_is_ignored() {
+        for transactions in [
+            json!([]),
+            json!(null),
+            json!([{"kind": "refund", "status": "pending", "amount": "5.00", "currency": "USD"}]),
+            json!([{"kind": "refund", "status": "failure", "amount": "5.00", "currency": "USD"}]),
+            json!([{"kind": "sale", "status": "success", "amount": "5.00", "currency": "USD"}]),
+            json!(["refund"]),
+        ] {
+            let body = refund_of(transactions.clone());
+            assert_eq!(
+                reason(refunded(&body, true)),
+                "refund has no successful refund transaction",
+                "{transactions}"
+            );
+        }
+    }
+
+    #[test]
+    fn refunds_with_unusable_transactions_are_ignored() {
+        let cases = [
+            (
+                json!([{"kind": "refund", "status": "success", "amount": "five", "currency": "USD"}]),
+                "refund transaction amount is not a decimal number",
+            ),
+            (
+                json!([{"kind": "refund", "status": "success", "currency": "USD"}]),
+                "refund transaction amount is not a decimal number",
+            ),
+            (
+                json!([{"kind": "refund", "status": "success", "amount": "5", "currency": "XYZ"}]),
+                "currency XYZ is not an ISO 4217 code",
+            ),
+            (
+                json!([{"kind": "refund", "status": "success", "amount": "5", "currency": 840}]),
+                "refund transaction currency is not a string",
+            ),
+            (
+                json!([
+                    {"kind": "refund", "status": "success", "amount": "5", "currency": "USD"},
+                    {"kind": "refund", "status": "success", "amount": "5", "currency": "EUR"},
+                ]),
+                "refund transactions are in several currencies",
+            ),
+            (
+                json!([{"kind": "refund", "status": "success", "amount": "0.00", "currency": "USD"}]),
+                "refunded amount must be greater than zero",
+            ),
+            (
+                json!([{"kind": "refund", "status": "success", "amount": "-3", "currency": "USD"}]),
+                "refunded amount must be greater than zero",
+            ),
+            (
+                json!([{"kind": "refund", "status": "success", "amount": "1000000000000.01", "currency": "USD"}]),
+                "refunded amount must be at most 1000000000000",
+            ),
+            (
+                json!([
+                    {"kind": "refund", "status": "success", "amount": "79228162514264337593543950335"},
+                    {"kind": "refund", "status": "success", "amount": "79228162514264337593543950335"},
+                ]),
+                "refund transaction amounts are out of range",
+            ),
+        ];
+        for (transactions, expected) in cases {
+            let body = refund_of(transactions.clone());
+            assert_eq!(reason(refunded(&body, true)), expected, "{transactions}");
+        }
+    }
+
+    #[test]
+    fn refund_without_integer_ids_is_ignored() {
+        for (field, expected) in [
+            ("order_id", "refund has no integer order_id"),
+            ("id", "refund has no integer id"),
+        ] {
+            for value in [json!(null), json!("gid://shopify/Refund/1"), json!(-1)] {
+                let body = refund_with(|refund| {
+                    refund.insert(field.into(), value);
+                });
+                assert_eq!(reason(refunded(&body, true)), expected);
+            }
+        }
+        assert_eq!(reason(refunded("[]", true)), "body is not a JSON object");
+    }
+
+    #[test]
+    fn test_refunds_count_only_when_the_contest_accepts_test_events() {
+        let body = refund_of(
+            json!([{"kind": "refund", "status": "success", "amount": "5", "currency": "USD", "test": true}]),
+        );
+        assert!(reason(refunded(&body, false)).starts_with("test refund"));
+        assert_eq!(reverse(refunded(&body, true)).kind, ReversalKind::Refund);
+    }
+
+    #[test]
+    fn a_refund_without_a_note_has_no_reason() {
+        let body = refund_with(|refund| {
+            refund.insert("note".into(), json!("  "));
+        });
+        assert_eq!(reverse(refunded(&body, false)).reason, None);
+    }
+
+    #[test]
+    fn cancellation_is_a_full_refund_of_the_order() {
+        let reversal = reverse(cancelled(CANCELLED, false));
+        assert_eq!(
+            reversal,
+            ProviderReversal {
+                target: ReversalTarget::OrderId(OrderId::parse("820982911946154508").unwrap()),
+                refund_id: CANCELLATION_REFUND_ID.into(),
+                kind: ReversalKind::Refund,
+                amount: RefundAmount::Full,
+                reason: Some("order cancelled: customer".into()),
+            }
+        );
+        let no_reason =
+            CANCELLED.replace("\"cancel_reason\":\"customer\"", "\"cancel_reason\":null");
+        assert_ne!(no_reason, CANCELLED);
+        assert_eq!(
+            reverse(cancelled(&no_reason, false)).reason.as_deref(),
+            Some("order cancelled")
+        );
+    }
+
+    #[test]
+    fn cancellations_without_an_id_or_of_test_orders_are_ignored() {
+        let no_id = CANCELLED.replace("\"id\":820982911946154508,", "");
+        assert_ne!(no_id, CANCELLED);
+        assert_eq!(reason(cancelled(&no_id, true)), "order has no integer id");
+        let test_order = CANCELLED.replace("\"test\":false", "\"test\":true");
+        assert_ne!(test_order, CANCELLED);
+        assert!(reason(cancelled(&test_order, false)).starts_with("test order"));
+        assert_eq!(
+            reverse(cancelled(&test_order, true)).amount,
+            RefundAmount::Full
+        );
+        assert_eq!(reason(cancelled("nope", true)), "body is not valid JSON");
+    }
+
+    #[test]
+    fn a_refund_payload_under_the_paid_topic_awards_nothing() {
+        // A refund has no buyer email or total: under `orders/paid` it is not mistaken for a
+        // purchase, and a paid order under `refunds/create` is not mistaken for a refund.
+        let verdict = parse(
+            &headers(None, Some(AWARDING_TOPIC)),
+            REFUND.as_bytes(),
+            true,
+        );
+        assert!(matches!(verdict, Verdict::Ignored(_)), "{verdict:?}");
+        assert_eq!(
+            reason(refunded(ORDER, true)),
+            "refund has no integer order_id"
+        );
+    }
+
+    #[test]
     fn other_topics_are_ignored() {
-        for topic in ["orders/create", "orders/updated", "refunds/create"] {
+        for topic in [
+            "orders/create",
+            "orders/updated",
+            "orders/fulfilled",
+            "refunds/update",
+        ] {
             let verdict = parse(&headers(None, Some(topic)), ORDER.as_bytes(), true);
             assert_eq!(reason(verdict), format!("topic {topic} does not award"));
         }
@@ -489,7 +918,8 @@ mod tests {
             body in fuzz::body(&[
                 "id", "email", "contact_email", "customer", "currency", "total_price", "test",
                 "financial_status", "discount_codes", "code", "note_attributes", "name",
-                "value", "landing_site",
+                "value", "landing_site", "order_id", "transactions", "kind", "status", "amount",
+                "note", "cancel_reason",
             ]),
             headers in fuzz::headers(&[SIGNATURE_HEADER, TOPIC_HEADER]),
             secret in proptest::option::of(".{0,40}"),
@@ -497,6 +927,18 @@ mod tests {
         ) {
             let _ = verify(&headers, &body, secret.as_deref(), Utc::now());
             let _ = parse(&headers, &body, accept_test_events);
+        }
+
+        #[test]
+        fn arbitrary_bodies_under_every_used_topic_never_panic(
+            body in fuzz::body(&[
+                "id", "order_id", "transactions", "kind", "status", "amount", "currency", "test",
+                "note", "cancel_reason", "email", "total_price", "financial_status",
+            ]),
+            topic in proptest::sample::select(vec![AWARDING_TOPIC, REFUND_TOPIC, CANCELLED_TOPIC]),
+            accept_test_events in any::<bool>(),
+        ) {
+            let _ = parse(&headers(None, Some(topic)), &body, accept_test_events);
         }
     }
 }

@@ -2,10 +2,12 @@
 //!
 //! - [`purchase`]: the generic purchase webhook and the purchase lookup.
 //! - [`signup`]: the signup webhook.
+//! - [`refund`]: the generic refund webhook, and the publishing of every reversal.
 //! - [`provider`]: Shopify, Stripe and Coinflow endpoints.
 
 pub mod provider;
 pub mod purchase;
+pub mod refund;
 pub mod signup;
 
 use std::sync::Arc;
@@ -27,6 +29,7 @@ pub fn router() -> Router<AppState> {
             axum::routing::get(purchase::lookup),
         )
         .route("/api/webhooks/signup/{contest_id}", post(signup::receive))
+        .route("/api/webhooks/refund/{contest_id}", post(refund::receive))
         .route(
             "/api/webhooks/referral/shopify/{contest_id}",
             post(provider::shopify_referral),

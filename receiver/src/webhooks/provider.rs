@@ -1,6 +1,7 @@
 //! Payment-provider endpoints: Shopify and Stripe referral webhooks, Coinflow, and Shopify
-//! orders sent to the generic purchase URL. Verification and parsing live in
-//! [`crate::providers`]; this module turns a verdict into a published event or an `ignored` 200.
+//! deliveries sent to the generic purchase URL. Verification and parsing live in
+//! [`crate::providers`]; this module turns a verdict into a published purchase, a published
+//! reversal (through [`super::refund::accept`]), or an `ignored` 200.
 
 use axum::{
     extract::{Path, State},
@@ -15,7 +16,7 @@ use shared::{
     ids::{PurchaseId, Source},
 };
 
-use super::{publish, resolve_contest};
+use super::{publish, refund, resolve_contest};
 use crate::{
     body::RawBody,
     error::{success, ApiError},
@@ -27,11 +28,11 @@ use crate::{
 /// The providers we accept webhooks from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Provider {
-    /// Shopify `orders/paid`.
+    /// Shopify `orders/paid`, `refunds/create`, `orders/cancelled`.
     Shopify,
-    /// Stripe Checkout events.
+    /// Stripe Checkout, charge refund and dispute events.
     Stripe,
-    /// Coinflow v2 events.
+    /// Coinflow v2 `Settled`, `Refund` and chargeback events.
     Coinflow,
 }
 
@@ -157,7 +158,8 @@ async fn receive(
     accept(state, &contest, headers, body, provider, referral, now).await
 }
 
-/// Handles an already authenticated provider delivery.
+/// Handles an already authenticated provider delivery: a purchase is published and answered
+/// with its `purchaseId`, a reversal with its `reversalId`, anything else is `200 ignored`.
 pub async fn accept(
     state: &AppState,
     contest: &Contest,
@@ -172,6 +174,9 @@ pub async fn accept(
     }
     let purchase = match provider.parse(headers, body, contest.accept_test_events) {
         Verdict::Award(purchase) => purchase,
+        Verdict::Reverse(reversal) => {
+            return refund::accept(state, contest, provider.source(), reversal, now).await
+        }
         Verdict::Ignored(reason) => {
             tracing::info!(contest_id = %contest.id, source = %provider.source(), %reason, "provider event ignored");
             return Ok(with_outcome(
@@ -197,7 +202,7 @@ pub async fn accept(
             Referral::Credit => purchase.referral_codes,
             Referral::Ignore => Vec::new(),
         },
-        payment_intent: None,
+        payment_intent: purchase.payment_intent,
     }));
     publish(state, &envelope).await?;
     tracing::info!(%purchase_id, contest_id = %contest.id, %source, "provider purchase accepted");
