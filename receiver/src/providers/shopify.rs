@@ -23,7 +23,10 @@ use super::{
     require_secret, valid_referral_code, ProviderPurchase, Verdict,
 };
 use crate::{
-    auth::hmac::{constant_time_eq, sha256},
+    auth::{
+        hmac::{constant_time_eq, sha256},
+        refused, Reason, Scheme,
+    },
     error::ApiError,
 };
 
@@ -53,13 +56,16 @@ pub fn verify(
     secret: Option<&str>,
     _now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    let secret = require_secret(secret)?;
-    let given = header(headers, SIGNATURE_HEADER)
-        .and_then(|encoded| STANDARD.decode(encoded).ok())
+    let secret = require_secret(secret, Scheme::Shopify)?;
+    let given =
+        header(headers, SIGNATURE_HEADER).ok_or(refused(Scheme::Shopify, Reason::Missing))?;
+    let given = STANDARD
+        .decode(given)
+        .ok()
         .filter(|bytes| bytes.len() == 32)
-        .ok_or(ApiError::Unauthorized)?;
+        .ok_or(refused(Scheme::Shopify, Reason::Malformed))?;
     let expected = sha256(secret.as_bytes(), &[body]);
-    crate::auth::authenticated(constant_time_eq(&given, &expected))
+    crate::auth::authenticated(constant_time_eq(&given, &expected), Scheme::Shopify)
 }
 
 /// What an authentic Shopify delivery means.
@@ -241,7 +247,7 @@ mod tests {
     fn wrong_secret_is_unauthorized() {
         let headers = headers(Some(ORDER_SIGNATURE), Some("orders/paid"));
         let result = verify(&headers, ORDER.as_bytes(), Some("shpss_other"), Utc::now());
-        assert!(matches!(result, Err(ApiError::Unauthorized)));
+        assert!(matches!(result, Err(ApiError::Unauthorized(_))));
     }
 
     #[test]
@@ -249,7 +255,10 @@ mod tests {
         let headers = headers(Some(ORDER_SIGNATURE), Some("orders/paid"));
         for secret in [None, Some("")] {
             let result = verify(&headers, ORDER.as_bytes(), secret, Utc::now());
-            assert!(matches!(result, Err(ApiError::Unauthorized)), "{secret:?}");
+            assert!(
+                matches!(result, Err(ApiError::Unauthorized(_))),
+                "{secret:?}"
+            );
         }
     }
 
@@ -260,7 +269,7 @@ mod tests {
             let headers = headers(signature, Some("orders/paid"));
             let result = verify(&headers, ORDER.as_bytes(), Some(SECRET), Utc::now());
             assert!(
-                matches!(result, Err(ApiError::Unauthorized)),
+                matches!(result, Err(ApiError::Unauthorized(_))),
                 "{signature:?}"
             );
         }
@@ -272,7 +281,7 @@ mod tests {
         assert_ne!(tampered, ORDER);
         let headers = headers(Some(ORDER_SIGNATURE), Some("orders/paid"));
         let result = verify(&headers, tampered.as_bytes(), Some(SECRET), Utc::now());
-        assert!(matches!(result, Err(ApiError::Unauthorized)));
+        assert!(matches!(result, Err(ApiError::Unauthorized(_))));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! - [`purchase`]: the generic purchase webhook and the purchase lookup.
 //! - [`signup`]: the signup webhook.
 //! - [`provider`]: Shopify, Stripe and Coinflow endpoints.
+//! - [`gate`]: what every webhook route refuses before reading the body.
 
+pub mod gate;
 pub mod provider;
 pub mod purchase;
 pub mod signup;
