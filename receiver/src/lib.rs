@@ -297,3 +297,80 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 async fn not_found() -> ApiError {
     ApiError::NotFound("route")
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::{get, post};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Serves `router` behind [`protect`] on a real socket; returns its address and the stop.
+    async fn serve_protected(router: Router) -> (std::net::SocketAddr, CancellationToken) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(serve(listener, protect(router, 8), None, stop.clone()));
+        (address, stop)
+    }
+
+    /// Sends a raw request, returns the status and the body text.
+    async fn raw(address: std::net::SocketAddr, request: &str) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        let status = answer[9..12].parse().unwrap();
+        let body = answer.split_once("\r\n\r\n").unwrap().1.to_owned();
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_500_envelope_and_the_server_carries_on() {
+        async fn boom() -> &'static str {
+            panic!("boom in a handler")
+        }
+        let router = Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "fine" }));
+        let (address, stop) = serve_protected(router).await;
+        let (status, body) = raw(
+            address,
+            "GET /boom HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(status, 500);
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["success"], false);
+        assert_eq!(body["error"]["code"], "internal");
+        // The panic's text stays in the logs.
+        assert!(!body.to_string().contains("boom in a handler"));
+        let (status, body) = raw(
+            address,
+            "GET /fine HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!((status, body.as_str()), (200, "fine"));
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_request_past_the_deadline_is_a_503_envelope() {
+        async fn slow() -> &'static str {
+            tokio::time::sleep(REQUEST_TIMEOUT + Duration::from_secs(5)).await;
+            "too late"
+        }
+        let (address, stop) = serve_protected(Router::new().route("/slow", post(slow))).await;
+        let started = std::time::Instant::now();
+        let (status, body) = raw(
+            address,
+            "POST /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        )
+        .await;
+        assert_eq!(status, 503);
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"]["code"], "overloaded");
+        assert!(started.elapsed() < REQUEST_TIMEOUT + Duration::from_secs(1));
+        stop.cancel();
+    }
+}
