@@ -120,14 +120,16 @@ pub async fn patch(
     ))
 }
 
-/// `POST /api/contests/:id/webhook-secret/rotate`, optional body `{"gracePeriodSeconds": N}`:
+/// `POST /api/contests/:id/webhook-secret/rotate`, optional body `{"gracePeriodSeconds": N}`
+/// (no body, or `null`, is the default):
 /// a new secret; the old one keeps working for N seconds (default 24 h; 0 revokes it at once).
 pub async fn rotate_secret(
     State(state): State<AppState>,
     Path(contest_id): Path<String>,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let grace = if body.iter().all(u8::is_ascii_whitespace) {
+    // No body (or JSON `null`) is the default rotation.
+    let grace = if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
         PREVIOUS_SECRET_GRACE
     } else {
         grace_period(&parse_object(&body)?)?
