@@ -34,6 +34,9 @@ use tokio_util::sync::CancellationToken;
 
 const VALID: &str = r#"{"email":"buyer@example.com","orderId":"A-1","amount":"79.99"}"#;
 
+/// Extra headers of one request.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
 fn purchase_path(contest: &str) -> String {
     format!("/api/webhooks/purchase/{contest}")
 }
@@ -597,11 +600,12 @@ async fn every_answer_is_the_json_envelope() {
     let bearer = format!("Bearer {}", app.env.admin_token);
     let purchase = purchase_path(&contest.id);
     let lookup = format!("{purchase}/A-1");
+    // Listener, method, path, headers, body, status, error code.
     type Case<'a> = (
         std::net::SocketAddr,
         &'a str,
         String,
-        Vec<(&'a str, &'a str)>,
+        Headers<'a>,
         &'a str,
         u16,
         &'a str,
@@ -764,7 +768,7 @@ async fn the_lookup_takes_header_credentials_only() {
     let now = Utc::now().timestamp().to_string();
     let signature = sign_text(&contest.secret, "msg_1", &now, "");
     let bearer = format!("Bearer {}", contest.secret);
-    let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
+    let cases: Vec<(Headers, u16, &str)> = vec![
         (
             vec![
                 ("webhook-id", "msg_1"),
@@ -1034,7 +1038,7 @@ async fn refusals_are_logged_with_their_reason_never_the_secret() {
     let wrong = "whsec_WrongSecretValue123";
     let stripe_stale = format!("t={stale},v1={}", "ab".repeat(32));
     let purchase = format!("{public}/api/webhooks/purchase/{id}");
-    let cases: Vec<(String, Vec<(&str, &str)>, &str, &str)> = vec![
+    let cases: Vec<(String, Headers, &str, &str)> = vec![
         (
             purchase.clone(),
             vec![("x-webhook-secret", wrong)],

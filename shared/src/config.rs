@@ -89,7 +89,7 @@ fn redact_secret_values(text: &str) -> String {
     let mut rest = text;
     while let Some(equals) = rest.find('=') {
         let key_start = rest[..equals]
-            .rfind(|c: char| matches!(c, '?' | '&' | ';' | ' ' | '\t' | '\n'))
+            .rfind(['?', '&', ';', ' ', '\t', '\n'])
             .map_or(0, |i| i + 1);
         let key = rest[key_start..equals].trim();
         let value_end = rest[equals + 1..]
