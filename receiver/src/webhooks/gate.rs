@@ -1,13 +1,14 @@
 //! What a webhook request can be refused for before its body is read, decided from the path and
-//! the headers alone: a declared body over 1 MiB (413), a contest that does not exist (404, and
-//! an id that cannot exist never reaches the database), a wrong header credential (401; header
-//! credentials decide alone), a provider endpoint without its signature header or without a
-//! secret to check it with (401), a lookup without a header credential (401), and a body
-//! declared as something other than JSON (415).
+//! the headers alone, in this order: a declared body over 1 MiB (413), a contest that does not
+//! exist (404, and an id that cannot exist never reaches the database), a wrong header
+//! credential (401; header credentials decide alone, and so does Coinflow's key), a provider
+//! endpoint without its signature header or without a secret to check it with (401), a lookup
+//! without a header credential (401), and a body declared as something other than JSON (415).
 //!
-//! A sender refused here never gets to hold a request slot while its body trickles in, and the
-//! handlers behind it refuse the same things the same way (they call the same functions), so
-//! the gate changes when an answer comes, never which answer.
+//! A sender refused here holds a request slot only for as long as the check takes, never while
+//! its body trickles in. The handlers behind the gate call the same checks, so the gate mostly
+//! changes when an answer comes; where it decides which (a declared body over 1 MiB is 413
+//! whatever else is wrong with the request), that is the contract's order.
 
 use std::borrow::Cow;
 
@@ -135,6 +136,10 @@ async fn check(state: &AppState, head: &Parts) -> Result<(), ApiError> {
                 secret,
                 scheme,
             )?;
+            // The key in `Authorization` decides alone and needs no body: check it now.
+            if scheme == Scheme::CoinflowKey {
+                crate::providers::coinflow::verify(headers, &[], secret, now)?;
+            }
         }
     }
     if has_body {
@@ -161,8 +166,8 @@ async fn resolve(
     }
 }
 
-/// A provider endpoint needs one of its credential headers and a secret to check it with; the
-/// check itself needs the body (except Coinflow's key, which the handler compares).
+/// A provider endpoint needs one of its credential headers and a secret to check it with (a
+/// signature covers the body, so the handler checks it).
 fn require(
     headers: &HeaderMap,
     names: &[&str],
