@@ -243,6 +243,114 @@ async fn a_declared_body_over_1_mib_is_413_at_once() {
     app.stop().await;
 }
 
+/// What the path and headers decide is answered before the body is read: each request below
+/// declares a body and never sends it, and still gets its answer at once.
+#[tokio::test]
+async fn what_the_head_decides_is_answered_without_the_body() {
+    let app = App::receiver_only().await;
+    let contest = app
+        .create_contest(json!({"providerSecrets": {"coinflow": "cf-key"}}))
+        .await;
+    let public = socket_addr(app.public_url());
+    let id = contest.id.as_str();
+    let cases: Vec<(String, Headers, u16, &str)> = vec![
+        (
+            purchase_path("no-such-contest"),
+            vec![("X-Webhook-Secret", "x")],
+            404,
+            "contest_not_found",
+        ),
+        (
+            purchase_path(id),
+            vec![("X-Webhook-Secret", "whsec_wrong")],
+            401,
+            "unauthorized",
+        ),
+        (
+            purchase_path(id),
+            vec![("Authorization", "Bearer whsec_wrong")],
+            401,
+            "unauthorized",
+        ),
+        (
+            format!("/api/webhooks/signup/{id}"),
+            vec![("X-Webhook-Secret", "whsec_wrong")],
+            401,
+            "unauthorized",
+        ),
+        (
+            format!("/api/webhooks/referral/stripe/{id}"),
+            vec![],
+            401,
+            "unauthorized",
+        ),
+        (
+            format!("/api/webhooks/referral/stripe/{id}"),
+            vec![("Stripe-Signature", "t=1,v1=00")],
+            401,
+            "unauthorized",
+        ),
+        (
+            format!("/api/webhooks/referral/shopify/{id}"),
+            vec![("X-Shopify-Hmac-Sha256", "AAAA")],
+            401,
+            "unauthorized",
+        ),
+        (
+            format!("/api/webhooks/coinflow/{id}"),
+            vec![("Authorization", "not-the-key")],
+            401,
+            "unauthorized",
+        ),
+        (
+            format!("/api/webhooks/coinflow/{id}"),
+            vec![],
+            401,
+            "unauthorized",
+        ),
+        (
+            purchase_path(id),
+            vec![
+                ("X-Webhook-Secret", &contest.secret),
+                ("Content-Type", "text/plain"),
+            ],
+            415,
+            "unsupported_media_type",
+        ),
+    ];
+    for (path, headers, status, code) in cases {
+        let mut head = format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n");
+        for (name, value) in &headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut stream = tokio::net::TcpStream::connect(public).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // Well inside the 2 s body deadline: only an answer that did not wait for the body.
+        let answer = read_answer(&mut stream, Duration::from_secs(1))
+            .await
+            .unwrap_or_else(|error| panic!("{path} {headers:?}: {error}"));
+        answer.assert_envelope(status, code);
+    }
+    // Premise: a right credential does wait for the body, and gets 408 when it never comes.
+    let mut stream = tokio::net::TcpStream::connect(public).await.unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: t\r\nX-Webhook-Secret: {}\r\nContent-Length: 100\r\n\r\n",
+        purchase_path(id),
+        contest.secret
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    assert!(read_answer(&mut stream, Duration::from_secs(1))
+        .await
+        .is_err());
+    let late = read_answer(&mut stream, Duration::from_secs(5))
+        .await
+        .unwrap();
+    late.assert_envelope(408, "request_timeout");
+    assert_queued(&app, 0).await;
+    app.stop().await;
+}
+
 /// The receiver's `/metrics` counter of contest-cache misses, by result.
 async fn misses(client: &reqwest::Client, admin: &str) -> HashMap<String, u64> {
     let text = client
