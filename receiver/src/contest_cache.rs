@@ -139,10 +139,12 @@ impl ContestCache {
             Ok(Err(error)) => {
                 miss("error");
                 tracing::warn!(%error, contest_id = %id, "contest lookup failed");
+                self.distrust();
                 Lookup::Unavailable
             }
             Err(_) => {
                 miss("error");
+                self.distrust();
                 Lookup::Unavailable
             }
         }
@@ -157,6 +159,12 @@ impl ContestCache {
     /// True while the last full load is recent enough for the cache to speak for the database.
     fn is_fresh(&self) -> bool {
         lock(&self.inner.loaded_at).is_some_and(|at| at.elapsed() < FRESH_FOR)
+    }
+
+    /// The database just failed us: until the next full load succeeds, the cache does not
+    /// speak for it (an id it lacks is 503, not 404).
+    fn distrust(&self) {
+        *lock(&self.inner.loaded_at) = None;
     }
 
     /// Takes one database lookup from the budget, if any is left.
