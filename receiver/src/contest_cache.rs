@@ -12,7 +12,8 @@
 //! Past that budget an uncached id is answered from the cache alone while the cache is fresh:
 //! it holds every contest (full loads, and a notification for every write), so an id it lacks
 //! does not exist, except one created in the last moments elsewhere, which the contract allows
-//! 15 s to appear. With a stale cache (Postgres unreachable for a while) it is 503 instead.
+//! 15 s to appear. With a stale cache (no full load for 15 s, or a lookup failed since the last
+//! one) it is 503 instead.
 
 use std::{
     collections::HashMap,
