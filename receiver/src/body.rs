@@ -79,10 +79,17 @@ pub fn declares_too_large(headers: &HeaderMap) -> bool {
 /// senders set none; `application/json` and any `application/…+json` are JSON, with any
 /// parameters (`; charset=utf-8`). Anything else, form-encoded above all (`curl -d` without
 /// `-H 'Content-Type: application/json'`), is 415 with a hint rather than a confusing JSON error.
+/// A body declared empty (`Content-Length: 0`) has nothing to misread, whatever its type.
 pub fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
+    if headers
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|length| length.as_bytes() == b"0")
+    {
+        return Ok(());
+    }
     let text = value.to_str().unwrap_or("");
     let essence = text.split(';').next().unwrap_or("").trim();
     if essence.is_empty() && value.as_bytes().iter().all(u8::is_ascii_whitespace) {
@@ -348,6 +355,11 @@ mod tests {
             );
         }
         assert!(check_media_type(&HeaderMap::new()).is_ok());
+        let empty = headers(&[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("content-length", "0"),
+        ]);
+        assert!(check_media_type(&empty).is_ok());
     }
 
     #[test]
