@@ -162,7 +162,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Like `axum::serve`, plus [`HEADER_READ_TIMEOUT`] and, when `limits` is set, a cap on the
 /// requests in flight per client address: a request over it is answered 429 at once, before
 /// routing and before its body is read.
-pub async fn serve(
+async fn serve(
     listener: TcpListener,
     router: Router,
     limits: Option<Arc<AddressLimits>>,

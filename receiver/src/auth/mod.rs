@@ -38,7 +38,8 @@ pub fn refused(scheme: Scheme, reason: Reason) -> ApiError {
 const HEADER_ONLY_HINT: &str =
     "this endpoint takes the webhook secret in X-Webhook-Secret or Authorization: Bearer only";
 
-/// What signup and lookup tell a sender who sent a Shopify signature.
+/// What an endpoint that takes no Shopify orders (signup) tells a sender who sent a Shopify
+/// signature.
 const NO_SHOPIFY_HINT: &str =
     "a Shopify signature is accepted on the purchase and Shopify URLs only";
 
@@ -61,7 +62,8 @@ pub enum GenericCredential {
 pub enum ShopifyOrders {
     /// The purchase webhook: a Shopify signature authenticates, and the body is a Shopify order.
     Accepted,
-    /// Signup and lookup: a Shopify signature authenticates orders, not these, so it is 401.
+    /// Signup (and other non-order bodies): a Shopify signature authenticates orders, not
+    /// these, so it is 401.
     Refused,
 }
 
