@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # API fuzzing: schemathesis (from PyPI) against a running receiver and worker, checked against the
 # checked-in openapi.json. Fails on any 5xx other than a documented 503, on a status code, content
-# type or header the spec does not document, and on any body that does not match its schema.
+# type or header the spec does not document, on any body that does not match its schema, and on a
+# method a path does not take answered other than 405 with `Allow`. Before it, a few raw-socket
+# probes check the answers schemathesis does not provoke (413 from a declared length, 415, 405,
+# undecodable paths, unknown routes): each must be the JSON envelope.
 #
 # Everything is throwaway: a fresh database, its own RabbitMQ vhost and AMQP_PREFIX, free ports;
 # all of it is removed at the end, pass or fail. Bounded: about a minute on 2 cores after the build.
@@ -114,6 +117,7 @@ secret=$(curl -fsS -X POST "$admin/api/contests" -H "Authorization: Bearer $ADMI
 
 # A recorded purchase under the spec's example order id, so the lookup's 200 is checked too.
 curl -fsS -X POST "$public/api/webhooks/purchase/$contest_id" -H "X-Webhook-Secret: $secret" \
+    -H 'content-type: application/json' \
     -d '{"email": "jane@example.com", "orderId": "A-1", "amount": "79.99"}' >/dev/null
 for _ in $(seq 1 60); do
     curl -fsS "$public/api/webhooks/purchase/$contest_id/A-1" -H "X-Webhook-Secret: $secret" \
@@ -143,7 +147,7 @@ EOF
 schemathesis() {
     (cd "$work" && venv/bin/schemathesis --config-file schemathesis.toml --no-color \
         run "$root/openapi.json" \
-        --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
+        --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,unsupported_method \
         --phases examples,coverage,fuzzing \
         --max-examples "$MAX_EXAMPLES" --seed "$SEED" \
         --generation-with-security-parameters false \
@@ -152,6 +156,63 @@ schemathesis() {
         --report junit --report-dir report \
         "$@")
 }
+
+# Answers schemathesis does not provoke by itself: each must be its status with the JSON error
+# envelope (and `Allow` on a 405), sent over a raw socket so nothing is fixed up on the way.
+echo "== edge answers (raw sockets)"
+python3 - "$public_port" "$admin_port" "$contest_id" "$secret" "$ADMIN_TOKEN" <<'PYTHON' || exit 1
+import json, socket, sys, time
+
+public, admin, contest, secret, token = int(sys.argv[1]), int(sys.argv[2]), *sys.argv[3:]
+
+def answer(port, head, body=b""):
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(head.encode() + body)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, payload = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+    return int(lines[0].split()[1]), headers, payload, time.monotonic() - started
+
+def request(method, path, headers=(), body=b""):
+    head = f"{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+    head += "".join(f"{k}: {v}\r\n" for k, v in headers)
+    if body:
+        head += f"Content-Length: {len(body)}\r\n"
+    return head + "\r\n", body
+
+purchase = f"/api/webhooks/purchase/{contest}"
+cases = [
+    (public, request("POST", purchase, [("X-Webhook-Secret", secret), ("Content-Length", "5000000000")]), 413, "payload_too_large"),
+    (public, request("POST", purchase, [("X-Webhook-Secret", secret), ("Content-Type", "application/x-www-form-urlencoded")], b"email=a%40b.c"), 415, "unsupported_media_type"),
+    (public, request("GET", purchase), 405, "method_not_allowed"),
+    (public, request("POST", "/api/webhooks/purchase/%FF", [("X-Webhook-Secret", secret)], b"{}"), 404, "contest_not_found"),
+    (public, request("GET", f"{purchase}/%FF", [("X-Webhook-Secret", secret)]), 400, "invalid_field"),
+    (public, request("GET", "/no/such/route"), 404, "not_found"),
+    (admin, request("DELETE", "/api/contests", [("Authorization", f"Bearer {token}")]), 405, "method_not_allowed"),
+    (admin, request("POST", "/api/contests", [("Authorization", f"Bearer {token}"), ("Content-Length", "5000000000")]), 413, "payload_too_large"),
+]
+failed = False
+for port, (head, body), status, code in cases:
+    got, headers, payload, took = answer(port, head, body)
+    first = head.split("\r\n")[0]
+    try:
+        envelope = json.loads(payload)
+        ok = (got == status and headers.get("content-type") == "application/json"
+              and envelope["success"] is False and envelope["error"]["code"] == code
+              and (status != 405 or "allow" in headers) and took < 2)
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    print(f"   {'ok  ' if ok else 'FAIL'} {first} -> {got} {payload[:120]!r} ({took * 1000:.0f} ms)")
+    failed |= not ok
+sys.exit(1 if failed else 0)
+PYTHON
 
 # Public listener first: the admin run rotates the secret and changes the contest's settings.
 # X-Webhook-Secret authenticates the purchase, signup, refund and lookup operations (a header

@@ -10,8 +10,9 @@ use anyhow::Context;
 use chrono::Utc;
 use clap::Subcommand;
 use receiver::{
-    admin::contests::{contest_json, create_contest},
+    admin::contests::{contest_json, create_contest, grace_period, rotate_contest_secret},
     config::ReceiverConfig,
+    error::ApiError,
 };
 use serde_json::{Map, Value};
 use shared::{contest::Contest, db, ids::ContestId};
@@ -46,10 +47,15 @@ pub enum ContestCommand {
         output: Output,
     },
     /// Replace a contest's webhook secret (as `POST /api/contests/{id}/webhook-secret/rotate`);
-    /// the old one keeps working for 24 hours. Prints the new secret.
+    /// the old one keeps working for 24 hours unless `--grace-period-seconds` says otherwise.
+    /// Prints the new secret.
     RotateSecret {
         /// Contest id.
         id: String,
+        /// How long the old secret keeps working, 0 to 604800 seconds (a week); 0 revokes it at
+        /// once, e.g. after a leak [default: 86400].
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
+        grace_period_seconds: Option<i64>,
         #[command(flatten)]
         output: Output,
     },
@@ -100,9 +106,30 @@ async fn execute(command: ContestCommand, pool: &PgPool, base_url: &str) -> anyh
             let contest = load(pool, &id).await?;
             Ok(render(&contest, base_url, &output, "found"))
         }
-        ContestCommand::RotateSecret { id, output } => {
-            let contest = rotate_secret(pool, &id).await?;
-            Ok(render(&contest, base_url, &output, "secret rotated"))
+        ContestCommand::RotateSecret {
+            id,
+            grace_period_seconds,
+            output,
+        } => {
+            // Validated as the endpoint validates its body, so both refuse the same values.
+            let mut body = Map::new();
+            if let Some(seconds) = grace_period_seconds {
+                body.insert("gracePeriodSeconds".into(), Value::from(seconds));
+            }
+            let grace = grace_period(&body)?;
+            let contest =
+                rotate_contest_secret(pool, &id, grace)
+                    .await
+                    .map_err(|error| match error {
+                        ApiError::ContestNotFound => anyhow::anyhow!("no contest with id {id:?}"),
+                        other => other.into(),
+                    })?;
+            let what = if grace.is_zero() {
+                "secret rotated, old secret revoked"
+            } else {
+                "secret rotated"
+            };
+            Ok(render(&contest, base_url, &output, what))
         }
     }
 }
@@ -120,16 +147,6 @@ async fn load(pool: &PgPool, raw_id: &str) -> anyhow::Result<Contest> {
     let not_found = || anyhow::anyhow!("no contest with id {raw_id:?}");
     let id = ContestId::parse(raw_id).map_err(|_| not_found())?;
     db::contests::find(pool, &id).await?.ok_or_else(not_found)
-}
-
-/// What `POST /api/contests/{id}/webhook-secret/rotate` does (`Contest::rotate_webhook_secret`).
-async fn rotate_secret(pool: &PgPool, raw_id: &str) -> anyhow::Result<Contest> {
-    let mut contest = load(pool, raw_id).await?;
-    contest.rotate_webhook_secret(Utc::now());
-    if !db::contests::update(pool, &contest).await? {
-        anyhow::bail!("no contest with id {raw_id:?}");
-    }
-    Ok(contest)
 }
 
 /// The contest as text for a person (or as the admin API's JSON with `--json`).
@@ -270,6 +287,61 @@ mod tests {
         assert_eq!(error.to_string(), "a contest with this id already exists");
         let error = run(parse(&["show", "missing"]), &config).await.unwrap_err();
         assert_eq!(error.to_string(), "no contest with id \"missing\"");
+        env.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn rotate_secret_takes_a_grace_period_and_zero_revokes() {
+        let env = TestEnv::new();
+        let config = env.receiver_config();
+        run(parse(&["create", "--name", "X", "--id", "leaky"]), &config)
+            .await
+            .expect("created");
+        let pool = env.pool().await;
+        let original = load(&pool, "leaky").await.expect("stored");
+
+        run(
+            parse(&["rotate-secret", "leaky", "--grace-period-seconds", "60"]),
+            &config,
+        )
+        .await
+        .expect("rotated");
+        let overlapping = load(&pool, "leaky").await.expect("stored");
+        let (previous, expires_at) = overlapping.previous_webhook_secret.clone().unwrap();
+        assert_eq!(previous, original.webhook_secret);
+        let grace = expires_at - overlapping.updated_at;
+        assert_eq!(grace.num_seconds(), 60);
+
+        let printed = run(
+            parse(&["rotate-secret", "leaky", "--grace-period-seconds", "0"]),
+            &config,
+        )
+        .await
+        .expect("revoked");
+        assert!(printed.contains("old secret revoked"), "{printed}");
+        let revoked = load(&pool, "leaky").await.expect("stored");
+        assert_eq!(revoked.previous_webhook_secret, None);
+        let accepted: Vec<_> = revoked.accepted_webhook_secrets(Utc::now()).collect();
+        assert_eq!(accepted, [revoked.webhook_secret.as_str()]);
+
+        for bad in ["-1", "604801"] {
+            let error = run(
+                parse(&["rotate-secret", "leaky", "--grace-period-seconds", bad]),
+                &config,
+            )
+            .await
+            .unwrap_err();
+            assert!(
+                error.to_string().starts_with("gracePeriodSeconds: "),
+                "{error}"
+            );
+        }
+        assert_eq!(
+            load(&pool, "leaky").await.expect("stored").webhook_secret,
+            revoked.webhook_secret,
+            "a refused rotation changes nothing"
+        );
+        pool.close().await;
         env.cleanup().await;
     }
 }

@@ -43,9 +43,62 @@ pub struct ReceiverConfig {
     /// Requests handled at once; beyond it requests get 503 at once instead of queueing in memory.
     #[arg(long, env = "RECEIVER_MAX_CONCURRENCY", default_value_t = 1024)]
     pub max_concurrency: usize,
+
+    /// Requests in flight from one client address on the public listener; beyond it that
+    /// address gets 429 at once, so no single address (e.g. thousands of stalled connections)
+    /// can take the slots other senders need. 0 turns the limit off: do that behind a reverse
+    /// proxy, where every request comes from the proxy's address, and let the proxy limit
+    /// per client instead.
+    #[arg(
+        long,
+        env = "RECEIVER_MAX_IN_FLIGHT_PER_ADDRESS",
+        default_value_t = DEFAULT_MAX_IN_FLIGHT_PER_ADDRESS
+    )]
+    pub max_in_flight_per_address: usize,
+}
+
+/// Default of [`ReceiverConfig::max_in_flight_per_address`]: a quarter of the default
+/// concurrency cap, so at least three quarters of the slots stay for other addresses, and well
+/// above what one store's backend keeps in flight (the benchmark's 256 clients fit).
+pub const DEFAULT_MAX_IN_FLIGHT_PER_ADDRESS: usize = 256;
+
+/// A setting the receiver refuses to start with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `ADMIN_TOKEN` is set but empty or blank: an admin API nobody can use, or, with a
+    /// lenient comparison, anybody can. Unset it to disable the admin API instead.
+    #[error(
+        "ADMIN_TOKEN is set but empty or blank: set it to a secret token, or unset it to \
+         disable the admin API"
+    )]
+    BlankAdminToken,
 }
 
 impl ReceiverConfig {
+    /// Refuses settings that cannot be what the operator meant (checked at start-up).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|token| token.trim().is_empty())
+        {
+            return Err(ConfigError::BlankAdminToken);
+        }
+        Ok(())
+    }
+
+    /// Like [`ReceiverConfig::validate`], and also refuses an `ADMIN_TOKEN` set in the
+    /// environment to an empty or blank value (which argument parsing may read as unset).
+    pub fn validate_with_environment(&self) -> Result<(), ConfigError> {
+        self.validate()?;
+        if std::env::var_os("ADMIN_TOKEN")
+            .is_some_and(|token| token.to_string_lossy().trim().is_empty())
+        {
+            return Err(ConfigError::BlankAdminToken);
+        }
+        Ok(())
+    }
+
     /// The publisher-confirm deadline.
     pub fn publish_timeout(&self) -> Duration {
         Duration::from_millis(self.publish_timeout_ms)
@@ -70,6 +123,7 @@ impl fmt::Debug for ReceiverConfig {
             .field("contest_refresh_secs", &self.contest_refresh_secs)
             .field("db_pool_size", &self.db_pool_size)
             .field("max_concurrency", &self.max_concurrency)
+            .field("max_in_flight_per_address", &self.max_in_flight_per_address)
             .finish()
     }
 }

@@ -9,7 +9,9 @@
 //! - [`config`]: the environment variables the receiver reads.
 //! - [`state`]: what every handler shares.
 //! - [`error`]: the HTTP error enum and the one place errors become responses.
-//! - [`body`]: raw body reading (1 MiB cap) and field-by-field JSON validation.
+//! - [`address_limit`]: requests in flight per client address.
+//! - [`body`]: raw body reading (1 MiB cap, media type, read deadline) and field-by-field JSON
+//!   validation.
 //! - [`auth`]: shared secret, Standard Webhooks and HMAC verification.
 //! - [`providers`]: Shopify, Stripe and Coinflow: signature checks and event normalisation.
 //! - [`contest_cache`]: contest settings in memory, kept fresh by LISTEN/NOTIFY and reloads.
@@ -20,6 +22,7 @@
 //! - [`openapi`]: the OpenAPI document of both listeners, served at `/openapi.json` (admin).
 //! - [`metrics`]: request metrics middleware and `/metrics`.
 
+pub mod address_limit;
 pub mod admin;
 pub mod auth;
 pub mod body;
@@ -47,15 +50,16 @@ use shared::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::{limit::GlobalConcurrencyLimitLayer, ServiceBuilder};
+use tower::{limit::GlobalConcurrencyLimitLayer, util::MapResponseLayer, ServiceBuilder};
 use tower_http::{
+    catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::TraceLayer,
 };
 
 use crate::{
-    config::ReceiverConfig, contest_cache::ContestCache, error::ApiError, publish::Publisher,
-    state::AppState,
+    address_limit::AddressLimits, config::ReceiverConfig, contest_cache::ContestCache,
+    error::ApiError, publish::Publisher, state::AppState,
 };
 
 /// Longest a request may take end to end; senders time out at 5 s, so we answer first.
@@ -75,6 +79,7 @@ pub async fn run(
     admin: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    config.validate()?;
     let config = Arc::new(config);
     shared::metrics::install();
     let pool = db::lazy_pool(
@@ -119,8 +124,16 @@ pub async fn run(
         admin = %admin.local_addr()?,
         "receiver listening"
     );
-    let public_server = serve(public, public_router(state.clone()), stop_http.clone());
-    let admin_server = serve(admin, admin_router(state), stop_http.clone());
+    let address_limits = AddressLimits::new(config.max_in_flight_per_address);
+    let public_server = serve(
+        public,
+        public_router(state.clone()),
+        address_limits,
+        stop_http.clone(),
+    );
+    // The admin listener is private (operators, the orchestrator, Prometheus): no per-address
+    // limit, which would only get in the way of a busy scraper.
+    let admin_server = serve(admin, admin_router(state), None, stop_http.clone());
     let servers = async { tokio::try_join!(public_server, admin_server) };
     tokio::select! {
         result = servers => { result?; }
@@ -146,27 +159,30 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves `router` over HTTP/1.1 on `listener` until `stop` is cancelled, then stops accepting
 /// and waits for the requests in flight (idle kept-alive connections close at once).
-/// Like `axum::serve`, plus [`HEADER_READ_TIMEOUT`].
+/// Like `axum::serve`, plus [`HEADER_READ_TIMEOUT`] and, when `limits` is set, a cap on the
+/// requests in flight per client address: a request over it is answered 429 at once, before
+/// routing and before its body is read.
 async fn serve(
     listener: TcpListener,
     router: Router,
+    limits: Option<Arc<AddressLimits>>,
     stop: CancellationToken,
 ) -> std::io::Result<()> {
     use hyper_util::{
         rt::{TokioIo, TokioTimer},
         server::graceful::GracefulShutdown,
-        service::TowerToHyperService,
     };
+    use tower::ServiceExt;
 
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let connections = GracefulShutdown::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors or similar: back off rather than spin.
                     tracing::warn!(%error, "accepting a connection failed");
@@ -175,7 +191,22 @@ async fn serve(
                 }
             },
         };
-        let service = TowerToHyperService::new(router.clone());
+        let counter = limits.as_ref().map(|limits| limits.connection(peer.ip()));
+        let router = router.clone();
+        let service = hyper::service::service_fn(
+            move |request: axum::http::Request<hyper::body::Incoming>| {
+                let admitted = counter.as_ref().map(|counter| counter.admit());
+                let router = router.clone();
+                async move {
+                    let _in_flight = match admitted {
+                        Some(None) => return Ok(too_many_requests(&peer)),
+                        Some(Some(in_flight)) => Some(in_flight),
+                        None => None,
+                    };
+                    router.oneshot(request).await
+                }
+            },
+        );
         let connection = connections.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -188,10 +219,22 @@ async fn serve(
     Ok(())
 }
 
+/// The answer to a request over its address's limit: counted, logged at debug level only (a
+/// flood of them must not become a flood of log lines), 429 with `Retry-After`.
+fn too_many_requests(peer: &std::net::SocketAddr) -> axum::response::Response {
+    ::metrics::counter!(shared::metrics::ADDRESS_LIMIT_REFUSALS).increment(1);
+    tracing::debug!(address = %peer.ip(), "too many requests in flight from one address");
+    ApiError::TooManyRequests.into_response()
+}
+
 /// The public listener's routes and middleware.
 pub fn public_router(state: AppState) -> Router {
     let max_concurrency = state.config.max_concurrency;
-    protect(webhooks::router().fallback(not_found), max_concurrency).with_state(state)
+    let routes = webhooks::router().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        webhooks::gate::gate,
+    ));
+    protect(routes.fallback(not_found), max_concurrency).with_state(state)
 }
 
 /// The admin listener's routes: admin API and health.
@@ -206,11 +249,18 @@ pub fn admin_router(state: AppState) -> Router {
     protect(routes, max_concurrency).with_state(state)
 }
 
-/// Overload protection: at most `max_concurrency` requests at once on the listener, all routes
-/// together (more get 503 immediately, so overload never turns into unbounded memory), no
-/// request outlives [`REQUEST_TIMEOUT`], and no body over 1 MiB is read.
-fn protect(router: Router<AppState>, max_concurrency: usize) -> Router<AppState> {
+/// Overload protection and answers for whatever goes wrong: at most `max_concurrency` requests
+/// at once on the listener, all routes together (more get 503 immediately, so overload never
+/// turns into unbounded memory), no request outlives [`REQUEST_TIMEOUT`], no body over 1 MiB is
+/// read, a panicking handler is answered `500` (and logged) instead of dropping the connection,
+/// and every error answer, including those of axum's routing and extractors, is the JSON
+/// envelope.
+fn protect<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    max_concurrency: usize,
+) -> Router<S> {
     router
+        .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
         .layer(
             ServiceBuilder::new()
@@ -226,6 +276,7 @@ fn protect(router: Router<AppState>, max_concurrency: usize) -> Router<AppState>
                 .layer(GlobalConcurrencyLimitLayer::new(max_concurrency.max(1)))
                 .timeout(REQUEST_TIMEOUT),
         )
+        .layer(MapResponseLayer::new(error::envelope_foreign))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
@@ -245,4 +296,81 @@ fn request_span(request: &axum::http::Request<axum::body::Body>) -> tracing::Spa
 
 async fn not_found() -> ApiError {
     ApiError::NotFound("route")
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::{get, post};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Serves `router` behind [`protect`] on a real socket; returns its address and the stop.
+    async fn serve_protected(router: Router) -> (std::net::SocketAddr, CancellationToken) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        tokio::spawn(serve(listener, protect(router, 8), None, stop.clone()));
+        (address, stop)
+    }
+
+    /// Sends a raw request, returns the status and the body text.
+    async fn raw(address: std::net::SocketAddr, request: &str) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        let status = answer[9..12].parse().unwrap();
+        let body = answer.split_once("\r\n\r\n").unwrap().1.to_owned();
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_500_envelope_and_the_server_carries_on() {
+        async fn boom() -> &'static str {
+            panic!("boom in a handler")
+        }
+        let router = Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "fine" }));
+        let (address, stop) = serve_protected(router).await;
+        let (status, body) = raw(
+            address,
+            "GET /boom HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(status, 500);
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["success"], false);
+        assert_eq!(body["error"]["code"], "internal");
+        // The panic's text stays in the logs.
+        assert!(!body.to_string().contains("boom in a handler"));
+        let (status, body) = raw(
+            address,
+            "GET /fine HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!((status, body.as_str()), (200, "fine"));
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_request_past_the_deadline_is_a_503_envelope() {
+        async fn slow() -> &'static str {
+            tokio::time::sleep(REQUEST_TIMEOUT + Duration::from_secs(5)).await;
+            "too late"
+        }
+        let (address, stop) = serve_protected(Router::new().route("/slow", post(slow))).await;
+        let started = std::time::Instant::now();
+        let (status, body) = raw(
+            address,
+            "POST /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        )
+        .await;
+        assert_eq!(status, 503);
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"]["code"], "overloaded");
+        assert!(started.elapsed() < REQUEST_TIMEOUT + Duration::from_secs(1));
+        stop.cancel();
+    }
 }

@@ -78,6 +78,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: ReceiverConfig) -> anyhow::Result<()> {
+    config.validate_with_environment()?;
     tracing::info!(?config, "starting receiver");
     let public = tokio::net::TcpListener::bind(config.receiver_addr).await?;
     let admin = tokio::net::TcpListener::bind(config.admin_addr).await?;

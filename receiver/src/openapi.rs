@@ -70,12 +70,16 @@ use utoipa::{
             Unauthorized,
             Forbidden,
             NotFound,
+            MethodNotAllowed,
+            RequestTimeout,
             Conflict,
             PayloadTooLarge,
+            UnsupportedMediaType,
+            TooManyRequests,
             ServiceUnavailable
         )
     ),
-    modifiers(&Listeners, &SecuritySchemes),
+    modifiers(&Listeners, &SecuritySchemes, &EdgeAnswers),
 )]
 pub struct ApiDoc;
 
@@ -93,9 +97,19 @@ The two listeners are different ports: every admin path names the admin server i
 (schemathesis `--url`) should be pointed at one listener and filtered by tag.
 
 Every JSON answer has the envelope `{\"success\": true, \"data\": …}` or \
-`{\"success\": false, \"error\": {\"code\", \"message\", \"field\"?}}`. A webhook `200` means \
-RabbitMQ has durably confirmed the event; the points are awarded asynchronously. `503` answers \
-carry `Retry-After` (except `admin_disabled`); `500` is never an answer to a client's mistake.";
+`{\"success\": false, \"error\": {\"code\", \"message\", \"field\"?}}`, whatever goes wrong: \
+an unknown path is `404` `not_found`, a method a path does not take is `405` \
+`method_not_allowed` with an `Allow` header (on every path, so it is not repeated per \
+operation), a path that does not percent-decode is `400` or `404`. A webhook `200` means \
+RabbitMQ has durably confirmed the event; the points are awarded asynchronously. `503` and \
+`429` answers carry `Retry-After` (except `admin_disabled`); `500` is never an answer to a \
+client's mistake.
+
+Every operation with a body also answers `413` (a body over 1 MiB, or a declared \
+`Content-Length` over it, refused before the body is read), `415` (a body declared as \
+something other than JSON; no `Content-Type` is read as JSON) and `408` (a body that did not \
+arrive within 2 s). Every public (`webhooks`) operation also answers `429` when the client's \
+address has too many requests in flight (`RECEIVER_MAX_IN_FLIGHT_PER_ADDRESS`).";
 
 const ADMIN_SERVER: &str = "Admin listener (ADMIN_ADDR, default 127.0.0.1:8081)";
 
@@ -236,6 +250,50 @@ impl Modify for SecuritySchemes {
         let components = openapi.components.get_or_insert_with(Default::default);
         for (name, scheme) in schemes {
             components.add_security_scheme(name, scheme);
+        }
+    }
+}
+
+/// The answers every operation of a kind can give, added to each so that no operation (one
+/// added later included) forgets one: `408`, `413` and `415` on operations with a body, `429` on
+/// the public listener's operations.
+struct EdgeAnswers;
+
+impl Modify for EdgeAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let reference = |name: &str| RefOr::Ref(utoipa::openapi::Ref::from_response_name(name));
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let public = operation
+                    .tags
+                    .as_ref()
+                    .is_some_and(|tags| tags.iter().any(|tag| tag == "webhooks"));
+                let mut answers = Vec::new();
+                if operation.request_body.is_some() {
+                    answers.extend([
+                        ("408", "RequestTimeout"),
+                        ("413", "PayloadTooLarge"),
+                        ("415", "UnsupportedMediaType"),
+                    ]);
+                }
+                if public {
+                    answers.push(("429", "TooManyRequests"));
+                }
+                for (status, name) in answers {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| reference(name));
+                }
+            }
         }
     }
 }
@@ -505,12 +563,22 @@ pub struct ErrorDetail {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// 401: authentication missing or wrong.
+    /// 401: authentication missing or wrong (the message says which, without helping a guess).
     Unauthorized,
     /// 400: the body is not a JSON object.
     InvalidJson,
     /// 400: a field is missing or invalid (`field` names it).
     InvalidField,
+    /// 400: the request cannot be read (e.g. a path segment that does not percent-decode).
+    InvalidRequest,
+    /// 405: the path does not take this method (`Allow` lists those it takes).
+    MethodNotAllowed,
+    /// 408: the body did not arrive in time (2 s).
+    RequestTimeout,
+    /// 415: the body is declared as something other than JSON.
+    UnsupportedMediaType,
+    /// 429: too many requests in flight from the client's address (with `Retry-After`).
+    TooManyRequests,
     /// 403: purchase tracking is disabled for the contest.
     TrackingDisabled,
     /// 404: no contest with this id.
@@ -555,7 +623,8 @@ fn error_response(description: &str, retry_after: bool) -> RefOr<Response> {
                         .minimum(Some(0)),
                 )
                 .description(Some(
-                    "Seconds to wait before retrying (5); absent on `admin_disabled`.",
+                    "Seconds to wait before retrying (5; 1 on `too_many_requests`); absent on \
+                     `admin_disabled`.",
                 ))
                 .build(),
         );
@@ -579,14 +648,28 @@ macro_rules! error_responses {
 
 error_responses! {
     BadRequest: "`invalid_json`: the body is not a JSON object; `invalid_field`: a field is \
-        missing or invalid, and `field` names it.", false;
-    Unauthorized: "`unauthorized`: credentials missing or wrong (decided before the body is \
-        read).", false;
+        missing or invalid, and `field` names it; `invalid_request`: the request cannot be read \
+        (e.g. a path segment that does not percent-decode).", false;
+    Unauthorized: "`unauthorized`: credentials missing or wrong (header credentials are checked \
+        before the body is read). The message gives a reason that helps the sender without \
+        helping a guess: `no credential`, `signature expired`, `signature timestamp is not a \
+        whole number of Unix seconds`, which credentials the endpoint takes, or `credential not \
+        accepted` (a wrong or malformed one, or a provider secret the contest does not have).", false;
+    MethodNotAllowed: "`method_not_allowed`: the path does not take this method; `Allow` lists \
+        those it takes.", false;
+    RequestTimeout: "`request_timeout`: the body did not arrive within 2 s of the request's \
+        head (a stalled or very slow client).", false;
+    UnsupportedMediaType: "`unsupported_media_type`: the body is declared as something other \
+        than JSON (e.g. `application/x-www-form-urlencoded`); send it with `Content-Type: \
+        application/json`, or with no `Content-Type`.", false;
+    TooManyRequests: "`too_many_requests`: the client's address has too many requests in \
+        flight (`RECEIVER_MAX_IN_FLIGHT_PER_ADDRESS`); retry after `Retry-After` seconds.", true;
     Forbidden: "`tracking_disabled`: purchase tracking is disabled for this contest.", false;
     NotFound: "`contest_not_found`: no contest with this id (an id that cannot exist is never \
         looked up); `not_found`: the resource does not exist (yet).", false;
     Conflict: "`contest_exists`: a contest with this id already exists.", false;
-    PayloadTooLarge: "`payload_too_large`: the body is over 1 MiB.", false;
+    PayloadTooLarge: "`payload_too_large`: the body is over 1 MiB, or its declared \
+        `Content-Length` is (refused at once, before the body is read).", false;
     ServiceUnavailable: "Retry later: `broker_unavailable` (RabbitMQ unreachable, blocked or no \
         confirm in time), `database_unavailable` (Postgres needed and unreachable, e.g. to be \
         sure an uncached contest does not exist), `overloaded` (too many requests in flight or \
@@ -921,6 +1004,18 @@ pub struct ContestPatch {
     pub settings: ContestSettings,
 }
 
+/// `POST /api/contests/{contestId}/webhook-secret/rotate`: how long the old secret keeps
+/// working. Strict: any other field is `400` naming it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"gracePeriodSeconds": 0}))]
+pub struct RotateSecret {
+    /// Seconds the old secret keeps working, 0 (revoke it now) to 604800 (a week); absent or
+    /// null: 86400 (24 h).
+    #[schema(minimum = 0, maximum = 604_800)]
+    pub grace_period_seconds: Option<i64>,
+}
+
 /// The optional settings of a contest, as sent.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -1194,10 +1289,12 @@ mod operations {
 
     /// Receive a purchase
     ///
-    /// The generic purchase webhook. Order of checks: contest (404, or 503 while Postgres
-    /// cannot be asked about an uncached id) → body size (413) → authentication (401, before
-    /// the body is validated) → purchase tracking (403) → fields (400 naming the field) →
-    /// publish with publisher confirm (503 + `Retry-After` on any broker trouble) → 200.
+    /// The generic purchase webhook. Order of checks, from the head first: declared body size
+    /// (413) → contest (404, or 503 while Postgres cannot be asked about an uncached id) →
+    /// header credential (401) → declared media type (415); then the body (413 over 1 MiB,
+    /// 408 when it does not arrive within 2 s) → signature or body `secret` (401, before the
+    /// body is validated) → purchase tracking (403) → fields (400 naming the field) → publish
+    /// with publisher confirm (503 + `Retry-After` on any broker trouble) → 200.
     ///
     /// Authentication: `X-Webhook-Secret` or `Authorization: Bearer` with the contest's webhook
     /// secret (header credentials decide alone); else a Standard Webhooks signature; else
@@ -1235,9 +1332,10 @@ mod operations {
 
     /// Look up a purchase
     ///
-    /// `200` once the worker has recorded the purchase, `404` `not_found` before. Authenticated
-    /// like the purchase webhook, by a header credential or a Standard Webhooks signature over
-    /// the empty body (a GET has no body `secret`).
+    /// `200` once the worker has recorded the purchase, `404` `not_found` before. A header
+    /// credential only (`X-Webhook-Secret` or `Authorization: Bearer`): a GET has no body, and a
+    /// signature over the empty body proves nothing about the URL (it could be replayed
+    /// against any order), so a signature is `401` here.
     #[utoipa::path(
         get,
         path = "/api/webhooks/purchase/{contestId}/{orderId}",
@@ -1250,7 +1348,6 @@ mod operations {
                 the order `id`)."),
             ("source" = Option<Source>, Query, description = "Where the purchase came from; \
                 default `api`."),
-            StandardWebhooksHeaders,
         ),
         responses(
             (status = 200, description = "The recorded purchase.", body = PurchaseRecordResponse),
@@ -1259,11 +1356,7 @@ mod operations {
             (status = 404, response = NotFound),
             (status = 503, response = ServiceUnavailable),
         ),
-        security(
-            ("webhookSecret" = []),
-            ("webhookSecretBearer" = []),
-            ("standardWebhooks" = []),
-        ),
+        security(("webhookSecret" = []), ("webhookSecretBearer" = [])),
     )]
     pub fn lookup_purchase() {}
 
@@ -1484,16 +1577,20 @@ mod operations {
 
     /// Rotate the webhook secret
     ///
-    /// A new webhook secret; the previous one keeps working for 24 hours
-    /// (`previousWebhookSecretExpiresAt`). No body.
+    /// A new webhook secret. The previous one keeps working for `gracePeriodSeconds` (default
+    /// 24 hours; `previousWebhookSecretExpiresAt` says until when); `0` revokes it at once,
+    /// e.g. after a leak (`previousWebhookSecretExpiresAt` is then null). The body is optional.
+    /// Applies at once on this receiver and within 15 s on every other one.
     #[utoipa::path(
         post,
         path = "/api/contests/{contestId}/webhook-secret/rotate",
         tag = "admin",
         operation_id = "rotateWebhookSecret",
         params(ContestIdParam),
+        request_body(content = Option<RotateSecret>, content_type = "application/json"),
         responses(
             (status = 200, description = "The contest with its new secret.", body = ContestResponse),
+            (status = 400, response = BadRequest),
             (status = 401, response = Unauthorized),
             (status = 404, response = NotFound),
             (status = 503, response = ServiceUnavailable),

@@ -12,8 +12,12 @@ use crate::{
     points::{PointsRule, Rounding},
 };
 
-/// How long a rotated-out webhook secret keeps working.
+/// How long a rotated-out webhook secret keeps working unless the rotation says otherwise.
 pub const PREVIOUS_SECRET_GRACE: chrono::Duration = chrono::Duration::hours(24);
+
+/// The longest overlap a rotation may give the old secret: a week covers any deploy to every
+/// sender; a longer one would keep a secret someone wanted gone alive for longer than helps.
+pub const MAX_SECRET_GRACE: chrono::Duration = chrono::Duration::days(7);
 
 /// Referral rewards of a contest.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -86,11 +90,14 @@ impl Contest {
         }
     }
 
-    /// Replaces the webhook secret with a fresh one; the old one keeps working for
-    /// [`PREVIOUS_SECRET_GRACE`] (senders switch over without a window of 401s).
-    pub fn rotate_webhook_secret(&mut self, now: DateTime<Utc>) {
+    /// Replaces the webhook secret with a fresh one. The old one keeps working for `grace`
+    /// (senders switch over without a window of 401s; [`PREVIOUS_SECRET_GRACE`] is the usual
+    /// overlap); a zero (or negative) grace revokes it at once, e.g. after a leak, and forgets
+    /// it. Either way a secret replaced by an earlier rotation stops working now.
+    pub fn rotate_webhook_secret(&mut self, now: DateTime<Utc>, grace: chrono::Duration) {
         let old = std::mem::replace(&mut self.webhook_secret, generate_webhook_secret());
-        self.previous_webhook_secret = Some((old, now + PREVIOUS_SECRET_GRACE));
+        self.previous_webhook_secret =
+            (grace > chrono::Duration::zero()).then(|| (old, now + grace));
         self.updated_at = now;
     }
 
@@ -120,6 +127,57 @@ pub fn generate_webhook_secret() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn contest(now: DateTime<Utc>) -> Contest {
+        Contest {
+            id: ContestId::parse("c1").unwrap(),
+            name: "C".into(),
+            currency: Currency::USD,
+            points_per_unit: Decimal::ONE,
+            rounding: Rounding::Nearest,
+            purchase_tracking: true,
+            accept_test_events: true,
+            referral: Default::default(),
+            exchange_rates: Default::default(),
+            provider_secrets: Default::default(),
+            webhook_secret: generate_webhook_secret(),
+            previous_webhook_secret: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn rotation_keeps_the_old_secret_for_the_grace_only() {
+        let now = Utc::now();
+        let mut contest = contest(now);
+        let old = contest.webhook_secret.clone();
+        contest.rotate_webhook_secret(now, chrono::Duration::seconds(60));
+        let accepted = |at| contest.accepted_webhook_secrets(at).collect::<Vec<_>>();
+        assert_eq!(
+            accepted(now),
+            [contest.webhook_secret.as_str(), old.as_str()]
+        );
+        assert_eq!(
+            accepted(now + chrono::Duration::seconds(60)),
+            [contest.webhook_secret.as_str()]
+        );
+    }
+
+    #[test]
+    fn rotation_with_zero_grace_revokes_the_old_secret_at_once() {
+        let now = Utc::now();
+        let mut contest = contest(now);
+        let old = contest.webhook_secret.clone();
+        contest.rotate_webhook_secret(now, PREVIOUS_SECRET_GRACE);
+        let first = contest.webhook_secret.clone();
+        contest.rotate_webhook_secret(now, chrono::Duration::zero());
+        assert_ne!(contest.webhook_secret, first);
+        assert_eq!(contest.previous_webhook_secret, None);
+        let accepted: Vec<_> = contest.accepted_webhook_secrets(now).collect();
+        assert_eq!(accepted, [contest.webhook_secret.as_str()]);
+        assert!(!accepted.contains(&old.as_str()) && !accepted.contains(&first.as_str()));
+    }
 
     #[test]
     fn webhook_secret_has_the_standard_webhooks_form() {

@@ -20,6 +20,14 @@ pub enum IdError {
     /// The order id is empty or longer than 255 characters.
     #[error("must be 1 to 255 characters")]
     BadOrderId,
+    /// The order id contains a control character or an invisible formatting character (a
+    /// bidirectional override, a zero-width character, …): such ids display as something other
+    /// than what they are and corrupt logs and dashboards.
+    #[error(
+        "must not contain control or invisible formatting characters (found U+{0:04X}); \
+         send the id as plain text"
+    )]
+    UnsafeOrderIdCharacter(u32),
     /// The source is not one of the known senders.
     #[error("must be one of api, shopify, stripe, coinflow")]
     BadSource,
@@ -55,6 +63,14 @@ impl ContestId {
     }
 }
 
+/// Lets a map keyed by contest id be searched with the `&str` of a URL, without allocating.
+/// Consistent with `Hash` and `Eq`: a `ContestId` hashes and compares exactly as its text.
+impl std::borrow::Borrow<str> for ContestId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl TryFrom<String> for ContestId {
     type Error = IdError;
     fn try_from(value: String) -> Result<Self, Self::Error> {
@@ -80,14 +96,17 @@ impl fmt::Display for ContestId {
 pub struct OrderId(String);
 
 impl OrderId {
-    /// Parses an order id (counted in characters, not bytes).
+    /// Parses an order id: 1 to 255 characters (not bytes), none of them a control character
+    /// or an invisible formatting character (see [`is_unsafe_in_text`]).
     pub fn parse(raw: &str) -> Result<Self, IdError> {
         let chars = raw.chars().count();
-        if (1..=255).contains(&chars) && !raw.chars().any(char::is_control) {
-            Ok(Self(raw.to_owned()))
-        } else {
-            Err(IdError::BadOrderId)
+        if !(1..=255).contains(&chars) {
+            return Err(IdError::BadOrderId);
         }
+        if let Some(unsafe_char) = raw.chars().find(|&c| is_unsafe_in_text(c)) {
+            return Err(IdError::UnsafeOrderIdCharacter(u32::from(unsafe_char)));
+        }
+        Ok(Self(raw.to_owned()))
     }
 
     /// The id as text.
@@ -113,6 +132,46 @@ impl fmt::Display for OrderId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// True for characters an identifier must not contain because they do not show as themselves:
+/// control characters (C0, DEL, C1: newlines forge log lines, escapes drive terminals), the line
+/// and paragraph separators, and every invisible formatting character of Unicode's category Cf:
+/// bidirectional embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069, which reorder
+/// what a dashboard shows, "Trojan Source"), directional marks, zero-width spaces and joiners,
+/// the byte order mark, invisible operators, interlinear annotations and tag characters.
+pub fn is_unsafe_in_text(c: char) -> bool {
+    /// Unicode 15.1's format characters (general category Cf), as inclusive ranges.
+    const FORMAT: &[(u32, u32)] = &[
+        (0x00AD, 0x00AD),   // soft hyphen
+        (0x0600, 0x0605),   // Arabic number signs
+        (0x061C, 0x061C),   // Arabic letter mark
+        (0x06DD, 0x06DD),   // Arabic end of ayah
+        (0x070F, 0x070F),   // Syriac abbreviation mark
+        (0x0890, 0x0891),   // Arabic pound / piastre mark above
+        (0x08E2, 0x08E2),   // Arabic disputed end of ayah
+        (0x180E, 0x180E),   // Mongolian vowel separator
+        (0x200B, 0x200F),   // zero-width space, (non-)joiner, LRM, RLM
+        (0x202A, 0x202E),   // bidirectional embeddings and overrides
+        (0x2060, 0x2064),   // word joiner, invisible operators
+        (0x2066, 0x206F),   // bidirectional isolates, deprecated format characters
+        (0xFEFF, 0xFEFF),   // zero-width no-break space / byte order mark
+        (0xFFF9, 0xFFFB),   // interlinear annotation
+        (0x110BD, 0x110BD), // Kaithi number sign
+        (0x110CD, 0x110CD), // Kaithi number sign above
+        (0x13430, 0x1343F), // Egyptian hieroglyph format controls
+        (0x1BCA0, 0x1BCA3), // shorthand format controls
+        (0x1D173, 0x1D17A), // musical symbol format controls
+        (0xE0001, 0xE0001), // language tag
+        (0xE0020, 0xE007F), // tag characters
+    ];
+    let code = u32::from(c);
+    c.is_control()
+        || code == 0x2028
+        || code == 0x2029
+        || FORMAT
+            .iter()
+            .any(|&(first, last)| (first..=last).contains(&code))
 }
 
 /// Who sent a purchase. Part of the dedupe key: the same order number from two platforms is two
@@ -318,6 +377,45 @@ mod tests {
         assert_eq!(ContestId::parse("a b"), Err(IdError::BadContestId));
         assert_eq!(ContestId::parse("é"), Err(IdError::BadContestId));
         assert!(ContestId::parse(ContestId::generate().as_str()).is_ok());
+    }
+
+    #[test]
+    fn order_ids_with_control_or_invisible_characters_are_refused() {
+        for (text, code) in [
+            ("A-1\n", 0x0A),
+            ("A\u{0}1", 0x00),
+            ("A\u{1b}[31m", 0x1B),
+            ("A\u{7f}", 0x7F),
+            ("A\u{85}", 0x85),
+            ("A\u{202E}1-A", 0x202E),
+            ("\u{202A}A", 0x202A),
+            ("A\u{2066}B\u{2069}", 0x2066),
+            ("A\u{2069}", 0x2069),
+            ("A\u{200B}1", 0x200B),
+            ("A\u{200F}", 0x200F),
+            ("\u{FEFF}A-1", 0xFEFF),
+            ("A\u{2028}", 0x2028),
+            ("A\u{E0041}", 0xE0041),
+            ("A\u{00AD}1", 0x00AD),
+        ] {
+            assert_eq!(
+                OrderId::parse(text),
+                Err(IdError::UnsafeOrderIdCharacter(code)),
+                "{text:?}"
+            );
+        }
+        // Visible non-ASCII text is fine: accents, CJK, emoji, right-to-left letters.
+        for text in ["Ordre-é", "注文-1", "🛒-42", "הזמנה-7", "A 1", "#1001"] {
+            assert!(OrderId::parse(text).is_ok(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn contest_ids_are_found_by_their_text() {
+        let mut map = std::collections::HashMap::new();
+        map.insert(ContestId::parse("summer").unwrap(), 1);
+        assert_eq!(map.get("summer"), Some(&1));
+        assert_eq!(map.get("winter"), None);
     }
 
     #[test]

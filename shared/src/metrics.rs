@@ -18,6 +18,13 @@ pub const PUBLISHES: &str = "blitz_publish_total";
 pub const PUBLISH_DURATION: &str = "blitz_publish_duration_seconds";
 /// Contests in the receiver's cache.
 pub const CONTEST_CACHE_SIZE: &str = "blitz_contest_cache_size";
+/// Webhooks for a contest id the receiver's cache does not hold, by `result`: `found`,
+/// `missing` and `error` asked Postgres; `remembered` was answered from the short memory of
+/// missing ids; `skipped` was answered from the cache alone because the per-second budget of
+/// such queries was spent (a flood of made-up ids).
+pub const CONTEST_MISSES: &str = "blitz_contest_cache_misses_total";
+/// Requests refused with 429 because their client address had too many in flight.
+pub const ADDRESS_LIMIT_REFUSALS: &str = "blitz_address_limit_refusals_total";
 /// Broker connections (re)established, by `process`.
 pub const BROKER_CONNECTS: &str = "blitz_broker_connects_total";
 /// Deliveries taken from the queue by the worker.

@@ -8,9 +8,15 @@ use serde::{Deserialize, Serialize};
 /// Why an amount or currency was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MoneyError {
-    /// Not a number, or not exactly representable (more than 28 significant digits).
+    /// Not a number (see [`parse_decimal`] for the accepted forms).
     #[error("must be a positive number or decimal string")]
     NotADecimal,
+    /// A number with more digits than we keep: it would have to be rounded, so it is refused.
+    #[error(
+        "must have at most {MAX_DIGITS} significant digits and {MAX_DIGITS} digits after the \
+         decimal point (it is never rounded)"
+    )]
+    TooManyDigits,
     /// Zero or negative.
     #[error("must be greater than zero")]
     NotPositive,
@@ -115,25 +121,97 @@ impl Money {
     }
 }
 
-/// Parses an exact decimal from the text of a JSON number or string (`"79.99"`, `79.99`, `1e2`).
+/// Most significant digits, and most digits after the decimal point, of any decimal we accept.
+///
+/// Eighteen digits hold every real amount (up to [`MAX_AMOUNT`] with six decimals, or a
+/// crypto-style amount with 18 decimals) and keep every product the worker computes from them
+/// well inside `Decimal`'s 28 digits; a value that needs more is refused rather than rounded.
+pub const MAX_DIGITS: u32 = 18;
+
+/// Largest exponent magnitude looked at: any non-zero value beyond it has more than
+/// [`MAX_DIGITS`] digits anyway, so clamping changes no decision and no arithmetic can overflow.
+const MAX_EXPONENT: i64 = 1_000;
+
+/// Parses an exact decimal from the text of a JSON number or string, or refuses it: a number is
+/// never rounded.
+///
+/// Accepted forms (surrounding whitespace is ignored): an optional sign, digits with an optional
+/// decimal point (`79.99`, `5.`, `.5`), and an optional exponent (`1e2`, `1.5E-3`, `2e+1`).
+/// The value is held exactly when, written out in plain notation, it has at most
+/// [`MAX_DIGITS`] significant digits and at most [`MAX_DIGITS`] digits after the decimal point;
+/// otherwise it is [`MoneyError::TooManyDigits`]. The digits after the point are kept as sent
+/// (`79.90` stays `79.90`; `1.50e1` is `15.0`, `1e2` is `100`, `1.5E-3` is `0.0015`).
 ///
 /// The JSON layer keeps numbers as their original text (`arbitrary_precision`), so `79.99` never
-/// passes through a binary float.
+/// passes through a binary float on its way here.
 pub fn parse_decimal(text: &str) -> Result<Decimal, MoneyError> {
     let text = text.trim();
-    let plain = !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'));
-    if !plain {
+    let (negative, unsigned) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => (mantissa, parse_exponent(exponent)?),
+        None => (unsigned, 0),
+    };
+    let (integer, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all_digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if (integer.is_empty() && fraction.is_empty()) || !all_digits(integer) || !all_digits(fraction)
+    {
         return Err(MoneyError::NotADecimal);
     }
-    let parsed = if text.contains(['e', 'E']) {
-        Decimal::from_scientific(text)
+
+    // The digits as written, and where the point falls among them once the exponent moves it.
+    let digits = || integer.bytes().chain(fraction.bytes());
+    let written = (integer.len() + fraction.len()) as i64;
+    let point = integer.len() as i64 + exponent;
+    // Digits after the point: those written right of it (an exponent may also append zeros on
+    // the left of a fraction: `1e-3` is `0.001`).
+    let scale = (written - point).max(0);
+    // Significant digits: from the first non-zero digit to the last one, including the zeros a
+    // positive exponent appends (`1e20` is 21 digits written out).
+    let leading_zeros = digits().take_while(|&b| b == b'0').count() as i64;
+    let significant = if leading_zeros == written {
+        0
     } else {
-        Decimal::from_str_exact(text)
+        written.max(point) - leading_zeros
     };
-    parsed.map_err(|_| MoneyError::NotADecimal)
+    if significant > i64::from(MAX_DIGITS) || scale > i64::from(MAX_DIGITS) {
+        return Err(MoneyError::TooManyDigits);
+    }
+
+    // At most 18 significant digits: the unscaled value fits in an i64 with room to spare.
+    let mut unscaled: i64 = 0;
+    for digit in digits() {
+        unscaled = unscaled * 10 + i64::from(digit - b'0');
+    }
+    for _ in written..point {
+        unscaled *= 10;
+    }
+    if negative {
+        unscaled = -unscaled;
+    }
+    // `scale` ≤ 18 < 28, Decimal's largest.
+    Ok(Decimal::new(unscaled, scale as u32))
+}
+
+/// The exponent after `e`/`E`: an optional sign and at least one digit, clamped to
+/// ±[`MAX_EXPONENT`].
+fn parse_exponent(text: &str) -> Result<i64, MoneyError> {
+    let (negative, digits) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(MoneyError::NotADecimal);
+    }
+    let mut magnitude: i64 = 0;
+    for digit in digits.bytes() {
+        magnitude = (magnitude * 10 + i64::from(digit - b'0')).min(MAX_EXPONENT);
+    }
+    Ok(if negative { -magnitude } else { magnitude })
 }
 
 impl FromStr for Currency {
@@ -310,17 +388,175 @@ const ISO_4217: &[(&str, u32)] = &[
 mod tests {
     use super::*;
 
+    fn parsed(text: &str) -> String {
+        parse_decimal(text)
+            .unwrap_or_else(|error| panic!("{text:?}: {error}"))
+            .to_string()
+    }
+
     #[test]
     fn decimals_are_parsed_exactly() {
-        assert_eq!(parse_decimal("79.99").unwrap().to_string(), "79.99");
-        assert_eq!(parse_decimal("1.005").unwrap().to_string(), "1.005");
-        assert_eq!(parse_decimal("1e2").unwrap(), Decimal::from(100));
+        assert_eq!(parsed("79.99"), "79.99");
+        assert_eq!(parsed("79.90"), "79.90");
+        assert_eq!(parsed(" 1.005 "), "1.005");
+        assert_eq!(parsed("-12.5"), "-12.5");
+        assert_eq!(parsed("+7"), "7");
+        assert_eq!(parsed("5."), "5");
+        assert_eq!(parsed(".5"), "0.5");
+        assert_eq!(parsed("007.50"), "7.50");
         assert_eq!(
             parse_decimal("0.1").unwrap() + parse_decimal("0.2").unwrap(),
             parse_decimal("0.3").unwrap()
         );
-        for bad in ["", "abc", "1,5", "0x10", "NaN", "Infinity", "1.2.3", " "] {
-            assert_eq!(parse_decimal(bad), Err(MoneyError::NotADecimal), "{bad:?}");
+        // A float's shortest text is held digit for digit, not "fixed".
+        assert_eq!(parsed("0.30000000000000004"), "0.30000000000000004");
+    }
+
+    #[test]
+    fn scientific_notation_is_exact() {
+        assert_eq!(parsed("1e2"), "100");
+        assert_eq!(parsed("1E+2"), "100");
+        assert_eq!(parsed("1.5E-3"), "0.0015");
+        assert_eq!(parsed("1.50e1"), "15.0");
+        assert_eq!(parsed("7999e-2"), "79.99");
+        assert_eq!(parsed("0.0015e3"), "1.5");
+        assert_eq!(parsed("1e17"), "100000000000000000");
+        assert_eq!(parsed("1e-18"), "0.000000000000000001");
+        assert_eq!(parsed("0e999999999999999999999"), "0");
+    }
+
+    #[test]
+    fn more_digits_than_we_keep_are_refused_never_rounded() {
+        for text in [
+            "1234567890123456789",   // 19 significant digits
+            "1.234567890123456789",  // 19 significant digits
+            "0.0000000000000000001", // 19 decimals
+            "1e-19",                 // 19 decimals
+            "1e18",                  // 19 digits written out
+            "1E+20",
+            "1.0000000000000002e-05", // a float's text: 21 decimals
+            "79.990000000000000000",  // 18 decimals but 20 digits
+            "12345678901234567890.123",
+            "1e999999999999999999999",
+            "-1e-1000",
+            "0e-19",
+        ] {
+            assert_eq!(
+                parse_decimal(text),
+                Err(MoneyError::TooManyDigits),
+                "{text:?}"
+            );
+        }
+        assert_eq!(parsed("123456789012345678"), "123456789012345678");
+        assert_eq!(parsed("0.123456789012345678"), "0.123456789012345678");
+        assert_eq!(parsed("123456789012.123456"), "123456789012.123456");
+    }
+
+    #[test]
+    fn anything_else_is_not_a_decimal() {
+        for text in [
+            "", " ", "abc", "1,5", "0x10", "NaN", "nan", "Infinity", "-inf", "1.2.3", ".", "-",
+            "+", "e5", ".e5", "1e", "1e+", "1e1.5", "1e--1", "--1", "+-1", "1_000", "1 000", "١٢",
+            "１", "1e5e5", "1-2", "0b1",
+        ] {
+            assert_eq!(
+                parse_decimal(text),
+                Err(MoneyError::NotADecimal),
+                "{text:?}"
+            );
+        }
+    }
+
+    /// Moves the decimal point of `digits` (an integer part and a fraction) by `exponent` with
+    /// plain string operations, the way a person would: the reference the parser must match.
+    fn by_hand(integer: &str, fraction: &str, exponent: i64) -> (String, usize, usize) {
+        let digits = format!("{integer}{fraction}");
+        let point = integer.len() as i64 + exponent;
+        let (mut int_part, frac_part) = if point <= 0 {
+            (
+                String::new(),
+                format!("{}{digits}", "0".repeat((-point) as usize)),
+            )
+        } else if point as usize >= digits.len() {
+            (
+                format!("{digits}{}", "0".repeat(point as usize - digits.len())),
+                String::new(),
+            )
+        } else {
+            let (a, b) = digits.split_at(point as usize);
+            (a.to_owned(), b.to_owned())
+        };
+        int_part = int_part.trim_start_matches('0').to_owned();
+        let all = format!("{int_part}{frac_part}");
+        let significant = all.trim_start_matches('0').len();
+        let text = match (int_part.is_empty(), frac_part.is_empty()) {
+            (true, true) => "0".to_owned(),
+            (true, false) => format!("0.{frac_part}"),
+            (false, true) => int_part,
+            (false, false) => format!("{int_part}.{frac_part}"),
+        };
+        (text, significant, frac_part.len())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// Every well-formed number is either held exactly (equal, digit for digit, to the point
+        /// moved by hand) or refused as too long; which one depends only on its digit counts.
+        #[test]
+        fn well_formed_numbers_are_exact_or_refused(
+            negative in proptest::bool::ANY,
+            integer in "[0-9]{0,22}",
+            fraction in proptest::option::of("[0-9]{0,22}"),
+            exponent in proptest::option::of((-40i64..40, "[eE]", "[-+]?")),
+        ) {
+            let fraction_text = fraction.clone().unwrap_or_default();
+            proptest::prop_assume!(!integer.is_empty() || !fraction_text.is_empty());
+            let mut text = String::new();
+            if negative { text.push('-'); }
+            text.push_str(&integer);
+            if let Some(fraction) = &fraction { text.push('.'); text.push_str(fraction); }
+            let shift = match &exponent {
+                Some((value, letter, sign)) => {
+                    let value = match sign.as_str() {
+                        "-" => -value.abs(),
+                        "+" => value.abs(),
+                        _ => *value,
+                    };
+                    text.push_str(letter);
+                    if sign == "+" { text.push('+'); }
+                    if value < 0 { text.push('-'); }
+                    text.push_str(&value.abs().to_string());
+                    value
+                }
+                None => 0,
+            };
+            let (expected, significant, decimals) = by_hand(&integer, &fraction_text, shift);
+            let result = parse_decimal(&text);
+            if significant > MAX_DIGITS as usize || decimals > MAX_DIGITS as usize {
+                proptest::prop_assert_eq!(result, Err(MoneyError::TooManyDigits), "{}", text);
+            } else {
+                let value = result.map_err(|error| proptest::test_runner::TestCaseError::fail(format!("{text}: {error}")))?;
+                let unsigned = if value.is_sign_negative() { value.to_string()[1..].to_owned() } else { value.to_string() };
+                proptest::prop_assert_eq!(&unsigned, &expected, "{}", text);
+                proptest::prop_assert_eq!(value.is_sign_negative(), negative && !value.is_zero(), "{}", text);
+                proptest::prop_assert_eq!(value.scale() as usize, decimals, "{}", text);
+            }
+        }
+
+        /// Every decimal we can hold reads back as itself from its own text.
+        #[test]
+        fn held_values_round_trip(unscaled in -999_999_999_999_999_999i64..=999_999_999_999_999_999, scale in 0u32..=18) {
+            let value = Decimal::new(unscaled, scale);
+            let back = parse_decimal(&value.to_string()).unwrap();
+            proptest::prop_assert_eq!(back, value);
+            proptest::prop_assert_eq!(back.scale(), scale);
+        }
+
+        /// Arbitrary text never panics: it is a decimal or one of the two refusals.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,40}|[-+0-9.eE ]{0,40}") {
+            let _ = parse_decimal(&text);
         }
     }
 

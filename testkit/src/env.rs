@@ -80,6 +80,7 @@ impl TestEnv {
             contest_refresh_secs: 5,
             db_pool_size: 4,
             max_concurrency: 1024,
+            max_in_flight_per_address: receiver::config::DEFAULT_MAX_IN_FLIGHT_PER_ADDRESS,
         }
     }
 

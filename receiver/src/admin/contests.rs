@@ -1,4 +1,4 @@
-//! Contest administration: create, read, change, rotate the webhook secret.
+//! Contest administration: create, read, change, rotate (or revoke) the webhook secret.
 //!
 //! A write goes to Postgres, then into this receiver's cache (so it applies here at once); the
 //! table's trigger notifies every other receiver.
@@ -12,7 +12,7 @@ use chrono::Utc;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 use shared::{
-    contest::{generate_webhook_secret, Contest},
+    contest::{generate_webhook_secret, Contest, MAX_SECRET_GRACE, PREVIOUS_SECRET_GRACE},
     db,
     ids::ContestId,
     money::Currency,
@@ -120,22 +120,67 @@ pub async fn patch(
     ))
 }
 
-/// `POST /api/contests/:id/webhook-secret/rotate`: a new secret; the old one works 24 h more.
+/// `POST /api/contests/:id/webhook-secret/rotate`, optional body `{"gracePeriodSeconds": N}`
+/// (no body, or `null`, is the default):
+/// a new secret; the old one keeps working for N seconds (default 24 h; 0 revokes it at once).
 pub async fn rotate_secret(
     State(state): State<AppState>,
     Path(contest_id): Path<String>,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
-    let mut contest = super::load_contest(&state, &contest_id).await?;
-    contest.rotate_webhook_secret(Utc::now());
-    if !db::contests::update(&state.db, &contest).await? {
-        return Err(ApiError::ContestNotFound);
-    }
+    // No body (or JSON `null`) is the default rotation.
+    let grace = if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
+        PREVIOUS_SECRET_GRACE
+    } else {
+        grace_period(&parse_object(&body)?)?
+    };
+    let contest = rotate_contest_secret(&state.db, &contest_id, grace).await?;
     let contest = state.cache.put(contest);
-    tracing::info!(contest_id = %contest.id, "webhook secret rotated");
+    tracing::info!(
+        contest_id = %contest.id,
+        grace_seconds = grace.num_seconds(),
+        "webhook secret rotated"
+    );
     Ok(success(
         StatusCode::OK,
         contest_json(&contest, state.config.base_url()),
     ))
+}
+
+/// The overlap a rotation body asks for: `gracePeriodSeconds`, a whole number of seconds from 0
+/// (revoke the old secret now) to [`MAX_SECRET_GRACE`]; absent or null is the default 24 h.
+/// The body is strict: any other field is 400 naming it. Shared by the rotate endpoint and
+/// `receiver contest rotate-secret --grace-period-seconds`.
+pub fn grace_period(body: &serde_json::Map<String, Value>) -> Result<chrono::Duration, ApiError> {
+    if let Some(unknown) = body.keys().find(|key| *key != "gracePeriodSeconds") {
+        return Err(ApiError::field(
+            unknown.as_str(),
+            "unknown field; the only field is gracePeriodSeconds",
+        ));
+    }
+    let max = MAX_SECRET_GRACE.num_seconds();
+    Ok(Fields::new(body)
+        .optional_i64("gracePeriodSeconds", 0..=max)?
+        .map_or(PREVIOUS_SECRET_GRACE, chrono::Duration::seconds))
+}
+
+/// Replaces a contest's webhook secret in the database; the old one works for `grace` more
+/// (none when zero). Every receiver applies it through the table's trigger (this one at once
+/// when the caller also puts it in its cache). Shared by the rotate endpoint and the CLI.
+pub async fn rotate_contest_secret(
+    db: &sqlx::PgPool,
+    raw_id: &str,
+    grace: chrono::Duration,
+) -> Result<Contest, ApiError> {
+    let id = ContestId::parse(raw_id).map_err(|_| ApiError::ContestNotFound)?;
+    let mut contest = db::contests::find(db, &id)
+        .await?
+        .ok_or(ApiError::ContestNotFound)?;
+    contest.rotate_webhook_secret(Utc::now(), grace);
+    if !db::contests::update(db, &contest).await? {
+        return Err(ApiError::ContestNotFound);
+    }
+    Ok(contest)
 }
 
 /// Applies every field present in `fields` to `contest`, validating each.

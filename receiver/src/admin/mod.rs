@@ -15,7 +15,11 @@ use axum::{
     Router,
 };
 
-use crate::{auth::hmac::constant_time_eq, error::ApiError, state::AppState};
+use crate::{
+    auth::{authenticated, hmac::constant_time_eq, refused, Reason, Scheme},
+    error::ApiError,
+    state::AppState,
+};
 
 /// Routes of the admin API, all behind the bearer token.
 pub fn router(state: AppState) -> Router<AppState> {
@@ -50,18 +54,21 @@ async fn require_admin(
     let Some(expected) = state.config.admin_token.as_deref() else {
         return Err(ApiError::AdminDisabled);
     };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return Err(refused(Scheme::AdminToken, Reason::Missing));
+    };
+    let given = value
+        .to_str()
+        .ok()
         .and_then(|value| {
             let (scheme, token) = value.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         })
-        .ok_or(ApiError::Unauthorized)?;
-    if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-        return Err(ApiError::Unauthorized);
-    }
+        .ok_or(refused(Scheme::AdminToken, Reason::Malformed))?;
+    authenticated(
+        constant_time_eq(given.as_bytes(), expected.as_bytes()),
+        Scheme::AdminToken,
+    )?;
     Ok(next.run(request).await)
 }
 

@@ -29,7 +29,10 @@ use super::{
     first_email, header, integer_i64, integer_text, json_object, quote, require_secret,
     ProviderPurchase, ProviderReversal, TimestampedSignature, Verdict,
 };
-use crate::{auth::hmac::constant_time_eq, error::ApiError};
+use crate::{
+    auth::{hmac::constant_time_eq, refused, Reason, Scheme},
+    error::ApiError,
+};
 
 /// The signature header, consulted only when `Authorization` is absent.
 pub const SIGNATURE_HEADER: &str = "coinflow-signature";
@@ -67,14 +70,17 @@ pub fn verify(
     secret: Option<&str>,
     _now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    let key = require_secret(secret)?;
-    let authentic = match headers.get(AUTHORIZATION) {
-        Some(given) => constant_time_eq(given.as_bytes(), key.as_bytes()),
-        None => header(headers, SIGNATURE_HEADER)
-            .and_then(TimestampedSignature::parse)
-            .is_some_and(|signature| signature.matches(key.as_bytes(), body)),
-    };
-    crate::auth::authenticated(authentic)
+    if let Some(given) = headers.get(AUTHORIZATION) {
+        let key = require_secret(secret, Scheme::CoinflowKey)?;
+        let authentic = constant_time_eq(given.as_bytes(), key.as_bytes());
+        return crate::auth::authenticated(authentic, Scheme::CoinflowKey);
+    }
+    let scheme = Scheme::CoinflowSignature;
+    let key = require_secret(secret, scheme)?;
+    let signature = header(headers, SIGNATURE_HEADER).ok_or(refused(scheme, Reason::Missing))?;
+    let signature =
+        TimestampedSignature::parse(signature).ok_or(refused(scheme, Reason::Malformed))?;
+    crate::auth::authenticated(signature.matches(key.as_bytes(), body), scheme)
 }
 
 /// What an authentic Coinflow delivery means.
@@ -250,7 +256,7 @@ mod tests {
     }
 
     fn unauthorized(result: Result<(), ApiError>) -> bool {
-        matches!(result, Err(ApiError::Unauthorized))
+        matches!(result, Err(ApiError::Unauthorized(_)))
     }
 
     fn event_with(change: impl FnOnce(&mut Value)) -> String {

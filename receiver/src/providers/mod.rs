@@ -5,7 +5,7 @@
 //!
 //! - `verify(headers, body, secret, now)`: authenticates the delivery over the raw body bytes and
 //!   fails closed. No secret configured, no credential, a malformed credential or a wrong one are
-//!   all [`ApiError::Unauthorized`].
+//!   all [`ApiError::Unauthorized`], each with its [`crate::auth::Reason`] for the logs.
 //! - `parse(headers, body, accept_test_events)`: says what an *authentic* delivery means for us:
 //!   a purchase to award, money going back (a reversal), or nothing. It never fails: providers
 //!   retry (and eventually disable the endpoint) on any non-2xx answer, so content we cannot use
@@ -31,7 +31,10 @@ use shared::{
     money::Money,
 };
 
-use crate::{auth::hmac, error::ApiError};
+use crate::{
+    auth::{hmac, refused, Reason, Scheme},
+    error::ApiError,
+};
 
 /// A purchase a provider event awards.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,10 +134,10 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The contest's secret for a provider. None configured (or an empty one, which anybody could
 /// sign with) is 401: a provider endpoint never accepts unsigned deliveries.
-fn require_secret(secret: Option<&str>) -> Result<&str, ApiError> {
+fn require_secret(secret: Option<&str>, scheme: Scheme) -> Result<&str, ApiError> {
     secret
         .filter(|secret| !secret.is_empty())
-        .ok_or(ApiError::Unauthorized)
+        .ok_or_else(|| refused(scheme, Reason::NotConfigured))
 }
 
 /// A parsed `t=…,v1=…[,v1=…]` signature header (Stripe and Coinflow share the shape).

@@ -36,7 +36,10 @@ use super::{
     Verdict,
 };
 use crate::{
-    auth::hmac::{constant_time_eq, sha256},
+    auth::{
+        hmac::{constant_time_eq, sha256},
+        refused, Reason, Scheme,
+    },
     error::ApiError,
 };
 
@@ -75,13 +78,16 @@ pub fn verify(
     secret: Option<&str>,
     _now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    let secret = require_secret(secret)?;
-    let given = header(headers, SIGNATURE_HEADER)
-        .and_then(|encoded| STANDARD.decode(encoded).ok())
+    let secret = require_secret(secret, Scheme::Shopify)?;
+    let given =
+        header(headers, SIGNATURE_HEADER).ok_or(refused(Scheme::Shopify, Reason::Missing))?;
+    let given = STANDARD
+        .decode(given)
+        .ok()
         .filter(|bytes| bytes.len() == 32)
-        .ok_or(ApiError::Unauthorized)?;
+        .ok_or(refused(Scheme::Shopify, Reason::Malformed))?;
     let expected = sha256(secret.as_bytes(), &[body]);
-    crate::auth::authenticated(constant_time_eq(&given, &expected))
+    crate::auth::authenticated(constant_time_eq(&given, &expected), Scheme::Shopify)
 }
 
 /// What an authentic Shopify delivery means.
@@ -445,7 +451,7 @@ mod tests {
     fn wrong_secret_is_unauthorized() {
         let headers = headers(Some(ORDER_SIGNATURE), Some("orders/paid"));
         let result = verify(&headers, ORDER.as_bytes(), Some("shpss_other"), Utc::now());
-        assert!(matches!(result, Err(ApiError::Unauthorized)));
+        assert!(matches!(result, Err(ApiError::Unauthorized(_))));
     }
 
     #[test]
@@ -453,7 +459,10 @@ mod tests {
         let headers = headers(Some(ORDER_SIGNATURE), Some("orders/paid"));
         for secret in [None, Some("")] {
             let result = verify(&headers, ORDER.as_bytes(), secret, Utc::now());
-            assert!(matches!(result, Err(ApiError::Unauthorized)), "{secret:?}");
+            assert!(
+                matches!(result, Err(ApiError::Unauthorized(_))),
+                "{secret:?}"
+            );
         }
     }
 
@@ -464,7 +473,7 @@ mod tests {
             let headers = headers(signature, Some("orders/paid"));
             let result = verify(&headers, ORDER.as_bytes(), Some(SECRET), Utc::now());
             assert!(
-                matches!(result, Err(ApiError::Unauthorized)),
+                matches!(result, Err(ApiError::Unauthorized(_))),
                 "{signature:?}"
             );
         }
@@ -476,7 +485,7 @@ mod tests {
         assert_ne!(tampered, ORDER);
         let headers = headers(Some(ORDER_SIGNATURE), Some("orders/paid"));
         let result = verify(&headers, tampered.as_bytes(), Some(SECRET), Utc::now());
-        assert!(matches!(result, Err(ApiError::Unauthorized)));
+        assert!(matches!(result, Err(ApiError::Unauthorized(_))));
     }
 
     #[test]
@@ -511,7 +520,7 @@ mod tests {
             assert_ne!(tampered, body);
             assert!(matches!(
                 verify(&signed, tampered.as_bytes(), Some(SECRET), Utc::now()),
-                Err(ApiError::Unauthorized)
+                Err(ApiError::Unauthorized(_))
             ));
         }
     }

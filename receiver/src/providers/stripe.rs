@@ -32,7 +32,10 @@ use super::{
     first_email, header, integer_i64, json_object, provider_id, quote, reason_text, referral_code,
     require_secret, ProviderPurchase, ProviderReversal, TimestampedSignature, Verdict,
 };
-use crate::error::ApiError;
+use crate::{
+    auth::{refused, Reason, Scheme},
+    error::ApiError,
+};
 
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "stripe-signature";
@@ -76,15 +79,19 @@ pub fn verify(
     secret: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), ApiError> {
-    let secret = require_secret(secret)?;
-    let signature = header(headers, SIGNATURE_HEADER)
-        .and_then(TimestampedSignature::parse)
-        .ok_or(ApiError::Unauthorized)?;
+    let secret = require_secret(secret, Scheme::Stripe)?;
+    let signature =
+        header(headers, SIGNATURE_HEADER).ok_or(refused(Scheme::Stripe, Reason::Missing))?;
+    let signature =
+        TimestampedSignature::parse(signature).ok_or(refused(Scheme::Stripe, Reason::Malformed))?;
     let fresh = now
         .timestamp()
         .checked_sub(signature.seconds)
         .is_some_and(|age| (-TOLERANCE_SECS..=TOLERANCE_SECS).contains(&age));
-    crate::auth::authenticated(fresh && signature.matches(secret.as_bytes(), body))
+    if !fresh {
+        return Err(refused(Scheme::Stripe, Reason::Expired));
+    }
+    crate::auth::authenticated(signature.matches(secret.as_bytes(), body), Scheme::Stripe)
 }
 
 /// A Checkout Session completed (with a payment or none needed): awards when paid.
@@ -459,7 +466,7 @@ mod tests {
     }
 
     fn unauthorized(result: Result<(), ApiError>) -> bool {
-        matches!(result, Err(ApiError::Unauthorized))
+        matches!(result, Err(ApiError::Unauthorized(_)))
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! - [`signup`]: the signup webhook.
 //! - [`refund`]: the generic refund webhook, and the publishing of every reversal.
 //! - [`provider`]: Shopify, Stripe and Coinflow endpoints.
+//! - [`gate`]: what every webhook route refuses before reading the body.
 
+pub mod gate;
 pub mod provider;
 pub mod purchase;
 pub mod refund;
