@@ -633,7 +633,7 @@ mod tests {
                     {"kind": "refund", "status": "success", "amount": "79228162514264337593543950335"},
                     {"kind": "refund", "status": "success", "amount": "79228162514264337593543950335"},
                 ]),
-                "refund transaction amounts are out of range",
+                "refund transaction amount is not a decimal number",
             ),
         ];
         for (transactions, expected) in cases {
