@@ -730,3 +730,50 @@ async fn nothing_goes_beyond_the_points_limit_and_the_books_still_balance() {
     pool.close().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_purchase_landing_with_a_new_refund_and_a_held_one_applies_each_once() {
+    let mut app = App::receiver_only().await;
+    let (c, events) = contest(&app, json!({})).await;
+    let prefix = app.env.amqp_prefix.clone();
+    let pool = app.env.pool().await;
+
+    // A refund held for a purchase not yet recorded.
+    app.add_worker().await;
+    publish_events(&prefix, &[events.refund("P-1", "r1", "30")]).await;
+    wait_for_count(
+        &pool,
+        "held refund",
+        "SELECT COUNT(*) FROM reversals WHERE status = 'pending'",
+        1,
+    )
+    .await;
+    app.workers.pop().unwrap().stop().await.unwrap();
+
+    // The purchase and a second refund wait in the queue, so one batch takes both.
+    publish_events(
+        &prefix,
+        &[
+            events.purchase("P-1", "pair@example.com", "100"),
+            events.refund("P-1", "r2", "20"),
+        ],
+    )
+    .await;
+    let mut config = app.env.worker_config();
+    config.pending_sweep_ms = 600_000;
+    app.workers.push(RunningWorker::start(config).await);
+    wait_for_reversals(&pool, 2).await;
+    let lookup = app.recorded(&c, "P-1", None).await;
+    assert_eq!(lookup["pointsReversed"], 50);
+    assert_eq!(lookup["refundedAmount"], "50");
+    assert_eq!(points(&pool, &events.entry("pair@example.com")).await, 50);
+    let (_, changes) = ledger(&app, &c.id, &events.entry("pair@example.com")).await;
+    assert_eq!(
+        changes.len(),
+        3,
+        "one purchase row and one row per refund: {changes:?}"
+    );
+    assert_books_balance(&pool).await;
+    pool.close().await;
+    app.stop().await;
+}

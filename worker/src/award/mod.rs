@@ -168,7 +168,15 @@ pub async fn award_batch(pool: &PgPool, events: &[Event]) -> Result<BatchOutcome
         })
         .collect();
     if !awaited.is_empty() {
-        claimed.extend(reversals::claim_awaited(&mut tx, &awaited).await?);
+        // The batch's own reversals for these purchases were just inserted `pending` too, and
+        // this transaction sees them: they are claimed already.
+        let own: HashSet<_> = claimed.iter().map(|c| reversals::key(&c.event)).collect();
+        claimed.extend(
+            reversals::claim_awaited(&mut tx, &awaited)
+                .await?
+                .into_iter()
+                .filter(|claim| !own.contains(&reversals::key(&claim.event))),
+        );
     }
     let credited_older = staged.credited_older_purchases();
     let mut targets = if claimed.is_empty() && credited_older.is_empty() {

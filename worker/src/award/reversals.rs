@@ -40,9 +40,10 @@ pub struct Claimed {
 }
 
 /// The dedupe key of a reversal: `(contest, source, target key, refund id, kind)`.
-type Key = (String, &'static str, String, String, &'static str);
+pub type Key = (String, &'static str, String, String, &'static str);
 
-fn key(event: &ReversalEvent) -> Key {
+/// The dedupe key of `event`.
+pub fn key(event: &ReversalEvent) -> Key {
     (
         event.contest_id.as_str().to_owned(),
         event.source.as_str(),
