@@ -30,10 +30,10 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
-/// Parses an optional body: empty (or only whitespace) is an empty object, anything else must
-/// be a JSON object.
+/// Parses an optional body: empty (or only whitespace) and JSON `null` are an empty object,
+/// anything else must be a JSON object.
 pub fn parse_optional_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
         return Ok(Map::new());
     }
     parse_object(bytes)
@@ -278,6 +278,7 @@ mod tests {
         assert!(matches!(error, ApiError::InvalidField { field, .. } if field == "reasn"));
         assert!(Fields::new(&object).only(&["points", "reasn"]).is_ok());
         assert!(parse_optional_object(b" \n").unwrap().is_empty());
+        assert!(parse_optional_object(b" null ").unwrap().is_empty());
         assert!(parse_optional_object(b"[]").is_err());
     }
 
