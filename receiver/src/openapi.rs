@@ -1685,7 +1685,11 @@ pub struct ContestIdParam {
 #[into_params(parameter_in = Path)]
 pub struct EntryIdParam {
     /// The entry id (`ent_…`); anything else is `404` without a lookup.
-    #[param(rename = "entryId", min_length = 1, example = "ent_3k9q2m7x1p0s8t6v5w4x3y2z1a")]
+    #[param(
+        rename = "entryId",
+        min_length = 1,
+        example = "ent_3k9q2m7x1p0s8t6v5w4x3y2z1a"
+    )]
     pub entry_id: String,
 }
 

@@ -175,18 +175,22 @@ pub async fn wait_for_reversals(pool: &PgPool, settled: i64) {
     .await;
 }
 
+/// One entry's figures: id, points, ledger sum, purchases' net, credits' net, bonuses and
+/// adjustments.
+type BookRow = (
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
 /// Asserts the books balance for every entry of the database: its points equal the sum of its
 /// ledger rows, and equal what its purchases kept (awarded − reversed), plus what its referral
 /// credits kept, plus its signup and adjustment rows. Returns the number of entries checked.
 pub async fn assert_books_balance(pool: &PgPool) -> usize {
-    let rows: Vec<(
-        String,
-        i64,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-        Option<i64>,
-    )> = sqlx::query_as(
+    let rows: Vec<BookRow> = sqlx::query_as(
         "SELECT e.id, e.points, \
              (SELECT SUM(points)::BIGINT FROM points_ledger l WHERE l.entry_id = e.id), \
              (SELECT SUM(points_awarded - points_reversed)::BIGINT FROM purchases p \
