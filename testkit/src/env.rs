@@ -93,8 +93,8 @@ impl TestEnv {
             concurrency: 2,
             prefetch: 0,
             db_pool_size: 3,
-            // Short, so tests of the pending-reversal race do not wait long.
-            pending_sweep_ms: 200,
+            // The production default; tests of the pending-reversal race shorten it.
+            pending_sweep_ms: 10_000,
             failpoint: None,
         }
     }

@@ -468,6 +468,27 @@ async fn stripe_reversals_find_their_purchase_by_payment_intent() {
     )
     .await;
     assert_eq!(points(&pool, &events.entry("buyer@example.com")).await, 0);
+
+    // The session with that intent lands: the held chargeback applies to it.
+    publish_events(
+        &prefix,
+        &[events.purchase_from(
+            Source::Stripe,
+            "cs_test_2",
+            "late@example.com",
+            "10.00",
+            Some("pi_unknown"),
+            &[],
+        )],
+    )
+    .await;
+    let late = lookup_when(&app, &c, "cs_test_2", Some("stripe"), |d| {
+        d["pointsReversed"] != 0
+    })
+    .await;
+    assert_eq!(late["status"], "reversed");
+    assert_eq!(late["pointsReversed"], 10);
+    assert_eq!(points(&pool, &events.entry("late@example.com")).await, 0);
     assert_books_balance(&pool).await;
     pool.close().await;
     app.stop().await;
@@ -582,7 +603,12 @@ async fn referral_credit_is_clawed_back_in_proportion_and_signup_bonuses_are_not
 
 #[tokio::test]
 async fn reversals_racing_their_purchase_are_swept_and_applied_once_by_four_workers() {
-    let app = App::with_workers(4).await;
+    let mut app = App::receiver_only().await;
+    for _ in 0..4 {
+        let mut config = app.env.worker_config();
+        config.pending_sweep_ms = 200;
+        app.workers.push(RunningWorker::start(config).await);
+    }
     let (c, events) = contest(&app, json!({})).await;
     let prefix = app.env.amqp_prefix.clone();
     let pool = app.env.pool().await;

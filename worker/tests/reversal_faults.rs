@@ -261,7 +261,11 @@ async fn a_worker_killed_in_a_mixed_stream_loses_and_doubles_nothing() {
     let (_c, events) = contest(&app, json!({})).await;
     let prefix = app.env.amqp_prefix.clone();
     let pool = app.env.pool().await;
-    let settings = [("WORKER_BATCH_SIZE", "10"), ("WORKER_ADDR", "127.0.0.1:0")];
+    let settings = [
+        ("WORKER_BATCH_SIZE", "10"),
+        ("WORKER_ADDR", "127.0.0.1:0"),
+        ("WORKER_PENDING_SWEEP_MS", "500"),
+    ];
 
     // Purchases, partial refunds, chargebacks and wins, each sent twice, shuffled: many
     // reversals arrive before their purchase.
