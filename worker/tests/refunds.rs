@@ -803,3 +803,80 @@ async fn a_purchase_landing_with_a_new_refund_and_a_held_one_applies_each_once()
     pool.close().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_referral_credit_recorded_after_its_purchase_was_refunded_loses_the_same_share() {
+    let app = App::with_workers(1).await;
+    let (c, events) = contest(&app, json!({"referral": {"pointsPerUnit": 0.1}})).await;
+    let prefix = app.env.amqp_prefix.clone();
+    let pool = app.env.pool().await;
+    let advocate = app
+        .admin(
+            Method::POST,
+            &format!("/api/contests/{}/entries", c.id),
+            Some(json!({"email": "late-advocate@example.com"})),
+        )
+        .await;
+    let code = advocate.data()["referralCode"].as_str().unwrap().to_owned();
+    let order = || ReversalTarget::OrderId(shared::ids::OrderId::parse("2001").unwrap());
+
+    // The order reaches the purchase URL first (no code), is half refunded, and only then
+    // reaches the referral URL (same source and order: the same purchase, a new credit).
+    publish_events(
+        &prefix,
+        &[events.purchase_from(
+            Source::Shopify,
+            "2001",
+            "buyer2@example.com",
+            "100",
+            None,
+            &[],
+        )],
+    )
+    .await;
+    app.recorded(&c, "2001", Some("shopify")).await;
+    publish_events(
+        &prefix,
+        &[events.reversal(
+            Source::Shopify,
+            order(),
+            "refund-1",
+            ReversalKind::Refund,
+            RefundAmount::Partial {
+                amount: common::dec("50"),
+                currency: None,
+            },
+        )],
+    )
+    .await;
+    wait_for_reversals(&pool, 1).await;
+    publish_events(
+        &prefix,
+        &[events.purchase_from(
+            Source::Shopify,
+            "2001",
+            "buyer2@example.com",
+            "100",
+            None,
+            &[&code],
+        )],
+    )
+    .await;
+    wait_for_count(&pool, "credit", "SELECT COUNT(*) FROM referral_credits", 1).await;
+    let advocate_id = events.entry("late-advocate@example.com");
+    testkit::wait::until(
+        "credit reconciled",
+        std::time::Duration::from_secs(30),
+        || async { (points(&pool, &advocate_id).await == 5).then_some(()) },
+    )
+    .await;
+    assert_eq!(points(&pool, &events.entry("buyer2@example.com")).await, 50);
+    let (_, changes) = ledger(&app, &c.id, &advocate_id).await;
+    assert_eq!(
+        changes,
+        [("referral".to_owned(), 10), ("refund".to_owned(), -5)]
+    );
+    assert_books_balance(&pool).await;
+    pool.close().await;
+    app.stop().await;
+}
