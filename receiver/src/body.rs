@@ -109,6 +109,15 @@ pub fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
     Err(ApiError::UnsupportedMediaType(quoted))
 }
 
+/// Parses an optional body: empty (or only whitespace) and JSON `null` are an empty object,
+/// anything else must be a JSON object.
+pub fn parse_optional_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
+        return Ok(Map::new());
+    }
+    parse_object(bytes)
+}
+
 /// Parses a body that must be a JSON object.
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(bytes) {
@@ -260,6 +269,25 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Refuses any field not in `known` (strict admin bodies: a typo must not silently change
+    /// nothing): 400 naming the first unknown field.
+    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
+        match self
+            .object
+            .keys()
+            .find(|key| !known.contains(&key.as_str()))
+        {
+            Some(unknown) => Err(ApiError::field(
+                self.name(unknown),
+                format!(
+                    "is not a known field (expected one of: {})",
+                    known.join(", ")
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// The underlying map (for maps of arbitrary keys such as `exchangeRates`).
     pub fn entries(&self) -> impl Iterator<Item = (&'a String, &'a Value)> {
         self.object.iter()
@@ -400,6 +428,19 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(error.status_code(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let object = parse_object(br#"{"points": 1, "reasn": "typo"}"#).unwrap();
+        let error = Fields::new(&object)
+            .only(&["points", "reason"])
+            .unwrap_err();
+        assert!(matches!(error, ApiError::InvalidField { field, .. } if field == "reasn"));
+        assert!(Fields::new(&object).only(&["points", "reasn"]).is_ok());
+        assert!(parse_optional_object(b" \n").unwrap().is_empty());
+        assert!(parse_optional_object(b" null ").unwrap().is_empty());
+        assert!(parse_optional_object(b"[]").is_err());
     }
 
     #[test]

@@ -1,21 +1,31 @@
-//! Operator subcommands of the `receiver` binary: `receiver contest create | show | rotate-secret`.
+//! Operator subcommands of the `receiver` binary: `receiver contest create | show | rotate-secret`
+//! and `receiver entry ledger | adjust | disqualify | reinstate`.
 //!
 //! They work on the database directly (`DATABASE_URL`; created and migrated if needed), so no
 //! receiver has to be running and no admin token is involved. Running receivers pick a change
 //! up through the contests table's LISTEN/NOTIFY trigger, like any admin API write. Creation
 //! goes through the admin API's own validation ([`create_contest`]), so both paths accept and
-//! default exactly the same settings.
+//! default exactly the same settings; the `entry` commands call the admin API's own functions
+//! ([`receiver::admin::ledger`]) with the body the API would get.
 
 use anyhow::Context;
 use chrono::Utc;
 use clap::Subcommand;
 use receiver::{
-    admin::contests::{contest_json, create_contest, grace_period, rotate_contest_secret},
+    admin::{
+        contests::{contest_json, create_contest, grace_period, rotate_contest_secret},
+        ledger,
+    },
     config::ReceiverConfig,
     error::ApiError,
 };
 use serde_json::{Map, Value};
-use shared::{contest::Contest, db, ids::ContestId};
+use shared::{
+    contest::Contest,
+    db,
+    email::Email,
+    ids::{ContestId, EntryId},
+};
 use sqlx::PgPool;
 
 /// `receiver contest …`.
@@ -59,6 +69,199 @@ pub enum ContestCommand {
         #[command(flatten)]
         output: Output,
     },
+}
+
+/// `receiver entry …`: an entry's ledger and operators' actions on it. `ENTRY` is an entry id
+/// (`ent_…`) or the entry's email address.
+#[derive(Debug, Subcommand)]
+pub enum EntryCommand {
+    /// Print the entry's points and every change of them, oldest first.
+    Ledger {
+        /// Contest id.
+        contest: String,
+        /// Entry id or email address.
+        entry: String,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Add (or, negative, remove) points by hand, with a reason, as
+    /// `POST /api/contests/{id}/entries/{entryId}/points` does.
+    Adjust {
+        /// Contest id.
+        contest: String,
+        /// Entry id or email address.
+        entry: String,
+        /// The change: a non-zero whole number, may be negative.
+        #[arg(long, allow_negative_numbers = true)]
+        points: i64,
+        /// Why (1–500 characters), written to the ledger.
+        #[arg(long)]
+        reason: String,
+        /// Applies once per entry however often the command is repeated with it.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Take the entry off the leaderboard (it keeps its points and keeps earning).
+    Disqualify {
+        /// Contest id.
+        contest: String,
+        /// Entry id or email address.
+        entry: String,
+        /// Why (1–500 characters).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        output: Output,
+    },
+    /// Put a disqualified entry back on the leaderboard.
+    Reinstate {
+        /// Contest id.
+        contest: String,
+        /// Entry id or email address.
+        entry: String,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+/// Runs an `entry` subcommand and returns what to print.
+pub async fn run_entry(command: EntryCommand, config: &ReceiverConfig) -> anyhow::Result<String> {
+    let pool = connect(&config.common.database_url).await?;
+    let result = execute_entry(command, &pool).await;
+    pool.close().await;
+    result
+}
+
+async fn execute_entry(command: EntryCommand, pool: &PgPool) -> anyhow::Result<String> {
+    match command {
+        EntryCommand::Ledger {
+            contest,
+            entry,
+            output,
+        } => {
+            let contest = load(pool, &contest).await?;
+            let data = ledger::ledger(pool, &contest, &entry_id(&contest, &entry)?).await?;
+            Ok(if output.json {
+                pretty(&data)
+            } else {
+                render_ledger(&data)
+            })
+        }
+        EntryCommand::Adjust {
+            contest,
+            entry,
+            points,
+            reason,
+            idempotency_key,
+            output,
+        } => {
+            let contest = load(pool, &contest).await?;
+            let mut body = Map::new();
+            body.insert("points".into(), points.into());
+            body.insert("reason".into(), reason.into());
+            let data = ledger::adjust(
+                pool,
+                &contest,
+                &entry_id(&contest, &entry)?,
+                &body,
+                idempotency_key.as_deref(),
+            )
+            .await?;
+            Ok(render_entry(&data, &output))
+        }
+        EntryCommand::Disqualify {
+            contest,
+            entry,
+            reason,
+            output,
+        } => {
+            let contest = load(pool, &contest).await?;
+            let mut body = Map::new();
+            if let Some(reason) = reason {
+                body.insert("reason".into(), reason.into());
+            }
+            let data =
+                ledger::disqualify(pool, &contest, &entry_id(&contest, &entry)?, &body, true)
+                    .await?;
+            Ok(render_entry(&data, &output))
+        }
+        EntryCommand::Reinstate {
+            contest,
+            entry,
+            output,
+        } => {
+            let contest = load(pool, &contest).await?;
+            let data = ledger::disqualify(
+                pool,
+                &contest,
+                &entry_id(&contest, &entry)?,
+                &Map::new(),
+                false,
+            )
+            .await?;
+            Ok(render_entry(&data, &output))
+        }
+    }
+}
+
+/// An entry id as given, or derived from an email address.
+fn entry_id(contest: &Contest, raw: &str) -> anyhow::Result<String> {
+    if raw.contains('@') {
+        let email = Email::parse(raw).map_err(|error| anyhow::anyhow!("entry: {error}"))?;
+        return Ok(EntryId::derive(&contest.id, &email).as_str().to_owned());
+    }
+    Ok(raw.to_owned())
+}
+
+fn pretty(data: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(data).expect("JSON values serialise");
+    text.push('\n');
+    text
+}
+
+/// An entry after a change, as one line (or the admin API's JSON with `--json`).
+fn render_entry(data: &Value, output: &Output) -> String {
+    if output.json {
+        return pretty(data);
+    }
+    let mut out = format!(
+        "Entry {} ({}): {} points",
+        data["entryId"].as_str().unwrap_or(""),
+        data["email"].as_str().unwrap_or(""),
+        data["points"],
+    );
+    if data["disqualified"] == Value::Bool(true) {
+        out.push_str(", disqualified");
+        if let Some(reason) = data["disqualificationReason"].as_str() {
+            out.push_str(&format!(" ({reason})"));
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// A ledger as a table for a person.
+fn render_ledger(data: &Value) -> String {
+    let mut out = format!(
+        "Entry {}: {} points\n",
+        data["entryId"].as_str().unwrap_or(""),
+        data["points"]
+    );
+    let empty = Vec::new();
+    for change in data["changes"].as_array().unwrap_or(&empty) {
+        let points = change["points"].as_i64().unwrap_or(0);
+        out.push_str(&format!(
+            "  {}  {:<10} {:>+8}  {}  {}\n",
+            change["at"].as_str().unwrap_or(""),
+            change["kind"].as_str().unwrap_or(""),
+            points,
+            change["purchaseId"].as_str().unwrap_or("-"),
+            change["reason"].as_str().unwrap_or(""),
+        ));
+    }
+    out
 }
 
 /// How a contest is printed.
@@ -209,6 +412,125 @@ mod tests {
         Args::try_parse_from(std::iter::once("contest").chain(args.iter().copied()))
             .expect("valid arguments")
             .command
+    }
+
+    /// The `entry` part of the command line.
+    #[derive(Parser)]
+    struct EntryArgs {
+        #[command(subcommand)]
+        command: EntryCommand,
+    }
+
+    fn parse_entry(args: &[&str]) -> EntryCommand {
+        EntryArgs::try_parse_from(std::iter::once("entry").chain(args.iter().copied()))
+            .expect("valid arguments")
+            .command
+    }
+
+    #[tokio::test]
+    async fn entry_commands_adjust_disqualify_and_print_the_ledger() {
+        let env = TestEnv::new();
+        let config = env.receiver_config();
+        run(
+            parse(&["create", "--name", "C", "--id", "cli-ledger"]),
+            &config,
+        )
+        .await
+        .expect("created");
+        let pool = env.pool().await;
+        let contest = load(&pool, "cli-ledger").await.expect("stored");
+        let mut tx = pool.begin().await.unwrap();
+        let email = Email::parse("jane@example.com").unwrap();
+        db::entries::sign_up(
+            &mut tx,
+            &contest,
+            db::entries::Signup {
+                email: &email,
+                name: None,
+                phone: None,
+                referral_code: None,
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+
+        let adjust = [
+            "adjust",
+            "cli-ledger",
+            "Jane@Example.com",
+            "--points",
+            "-25",
+            "--reason",
+            "goodwill reversed",
+            "--idempotency-key",
+            "k-1",
+        ];
+        let printed = run_entry(parse_entry(&adjust), &config)
+            .await
+            .expect("adjusted");
+        assert!(printed.contains(": -25 points"), "{printed}");
+        // The same key again: applied once, same answer.
+        let again = run_entry(parse_entry(&adjust), &config)
+            .await
+            .expect("replayed");
+        assert_eq!(again, printed);
+        let error = run_entry(
+            parse_entry(&[
+                "adjust",
+                "cli-ledger",
+                "jane@example.com",
+                "--points",
+                "0",
+                "--reason",
+                "x",
+            ]),
+            &config,
+        )
+        .await
+        .unwrap_err();
+        assert!(error.to_string().starts_with("points: "), "{error}");
+
+        let printed = run_entry(
+            parse_entry(&[
+                "disqualify",
+                "cli-ledger",
+                "jane@example.com",
+                "--reason",
+                "fraud",
+            ]),
+            &config,
+        )
+        .await
+        .expect("disqualified");
+        assert!(printed.contains("disqualified (fraud)"), "{printed}");
+        let json = run_entry(
+            parse_entry(&["reinstate", "cli-ledger", "jane@example.com", "--json"]),
+            &config,
+        )
+        .await
+        .expect("reinstated");
+        let json: Value = serde_json::from_str(&json).expect("JSON");
+        assert_eq!(json["disqualified"], false);
+
+        let printed = run_entry(
+            parse_entry(&["ledger", "cli-ledger", "jane@example.com"]),
+            &config,
+        )
+        .await
+        .expect("ledger");
+        assert!(printed.contains(": -25 points"), "{printed}");
+        assert_eq!(printed.matches("adjustment").count(), 1, "{printed}");
+        assert!(printed.contains("goodwill reversed"), "{printed}");
+        let error = run_entry(
+            parse_entry(&["ledger", "cli-ledger", "ent_missing"]),
+            &config,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(error.to_string(), "entry not found");
+        pool.close().await;
+        env.cleanup().await;
     }
 
     #[tokio::test]

@@ -66,6 +66,12 @@ pub enum ApiError {
     /// The contest id of a create is taken.
     #[error("a contest with this id already exists")]
     ContestExists,
+    /// A manual adjustment would take the entry beyond ±9·10^15 points.
+    #[error("{0}")]
+    PointsLimit(String),
+    /// An `Idempotency-Key` reused on the same entry for a different adjustment.
+    #[error("this Idempotency-Key was already used on this entry for a different change")]
+    IdempotencyKeyReused,
     /// The body is over 1 MiB.
     #[error("body larger than 1 MiB")]
     PayloadTooLarge,
@@ -111,7 +117,9 @@ impl ApiError {
             ApiError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TrackingDisabled => StatusCode::FORBIDDEN,
             ApiError::ContestNotFound | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::ContestExists => StatusCode::CONFLICT,
+            ApiError::ContestExists | ApiError::PointsLimit(_) | ApiError::IdempotencyKeyReused => {
+                StatusCode::CONFLICT
+            }
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BrokerUnavailable
             | ApiError::DatabaseUnavailable
@@ -137,6 +145,8 @@ impl ApiError {
             ApiError::ContestNotFound => "contest_not_found",
             ApiError::NotFound(_) => "not_found",
             ApiError::ContestExists => "contest_exists",
+            ApiError::PointsLimit(_) => "points_limit",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::BrokerUnavailable => "broker_unavailable",
             ApiError::DatabaseUnavailable => "database_unavailable",

@@ -1,6 +1,7 @@
 //! `receiver`: runs the webhook receiver, or `receiver migrate` to apply migrations and exit.
 //! Operator subcommands: `receiver openapi` prints the OpenAPI document, `receiver contest …`
-//! creates and inspects contests and rotates their secrets ([`cli`]).
+//! creates and inspects contests and rotates their secrets, `receiver entry …` reads an entry's
+//! ledger, adjusts its points, disqualifies and reinstates it ([`cli`]).
 
 mod cli;
 
@@ -32,6 +33,12 @@ enum Command {
         #[command(subcommand)]
         command: cli::ContestCommand,
     },
+    /// Read an entry's points ledger, adjust its points, disqualify or reinstate it, directly in
+    /// the database.
+    Entry {
+        #[command(subcommand)]
+        command: cli::EntryCommand,
+    },
 }
 
 #[tokio::main]
@@ -44,22 +51,18 @@ async fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Some(Command::Contest { command }) => {
-            return match crate::cli::run(command, &cli.config).await {
-                Ok(output) => {
-                    print!("{output}");
-                    ExitCode::SUCCESS
-                }
-                Err(error) => {
-                    eprintln!("error: {error:#}");
-                    ExitCode::FAILURE
-                }
-            };
+            return print_outcome(crate::cli::run(command, &cli.config).await);
+        }
+        Some(Command::Entry { command }) => {
+            return print_outcome(crate::cli::run_entry(command, &cli.config).await);
         }
         _ => {}
     }
     shared::telemetry::init(cli.config.common.log_format);
     let result = match cli.command {
-        Some(Command::Openapi | Command::Contest { .. }) => unreachable!("handled above"),
+        Some(Command::Openapi | Command::Contest { .. } | Command::Entry { .. }) => {
+            unreachable!("handled above")
+        }
         Some(Command::Migrate) => shared::db::migrate_now(&cli.config.common.database_url)
             .await
             .map_err(Into::into),
@@ -72,6 +75,20 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "receiver failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints an operator command's output, or its error to stderr with exit code 1.
+fn print_outcome(result: anyhow::Result<String>) -> ExitCode {
+    match result {
+        Ok(output) => {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
     }

@@ -57,6 +57,10 @@ use utoipa::{
         operations::rotate_webhook_secret,
         operations::create_entry,
         operations::get_entry,
+        operations::get_entry_ledger,
+        operations::adjust_entry_points,
+        operations::disqualify_entry,
+        operations::reinstate_entry,
         operations::leaderboard,
         operations::healthz,
         operations::readyz,
@@ -529,6 +533,7 @@ envelope! {
     ContestResponse => Contest,
     EntryCreatedResponse => EntryCreated,
     EntryResponse => Entry,
+    LedgerResponse => Ledger,
     LeaderboardResponse => Leaderboard,
     HealthResponse => Health,
 }
@@ -587,6 +592,10 @@ pub enum ErrorCode {
     NotFound,
     /// 409: a contest with this id already exists.
     ContestExists,
+    /// 409: a manual adjustment would take the entry beyond ±9·10^15 points.
+    PointsLimit,
+    /// 409: the `Idempotency-Key` was used on this entry before, for a different change.
+    IdempotencyKeyReused,
     /// 413: body over 1 MiB.
     PayloadTooLarge,
     /// 503: RabbitMQ unavailable or no publisher confirm in time.
@@ -667,7 +676,10 @@ error_responses! {
     Forbidden: "`tracking_disabled`: purchase tracking is disabled for this contest.", false;
     NotFound: "`contest_not_found`: no contest with this id (an id that cannot exist is never \
         looked up); `not_found`: the resource does not exist (yet).", false;
-    Conflict: "`contest_exists`: a contest with this id already exists.", false;
+    Conflict: "`contest_exists`: a contest with this id already exists; `points_limit`: a manual \
+        adjustment would take the entry beyond ±9·10^15 points (nothing changed); \
+        `idempotency_key_reused`: the `Idempotency-Key` was used on this entry before for a \
+        different change.", false;
     PayloadTooLarge: "`payload_too_large`: the body is over 1 MiB, or its declared \
         `Content-Length` is (refused at once, before the body is read).", false;
     ServiceUnavailable: "Retry later: `broker_unavailable` (RabbitMQ unreachable, blocked or no \
@@ -954,21 +966,32 @@ pub struct PurchaseRecord {
     /// The currency code as sent (upper case).
     #[schema(value_type = CurrencyCode)]
     pub currency: String,
-    /// Points the purchase gave.
+    /// Points the purchase first earned.
     pub points_awarded: i64,
+    /// Points refunds and chargebacks have taken back so far.
+    pub points_reversed: i64,
+    /// The total of the refunds received, a decimal string (may exceed `amount`; the points
+    /// taken back are capped at `pointsAwarded`).
+    #[schema(example = "40.00")]
+    pub refunded_amount: String,
     pub status: PurchaseStatus,
     /// When the worker committed it.
     #[schema(format = DateTime)]
     pub recorded_at: String,
 }
 
-/// `awarded`, or `unconvertible_currency` (no exchange rate: recorded with 0 points), or
-/// `reversed`.
+/// `awarded`; `unconvertible_currency` (no exchange rate: recorded with 0 points);
+/// `points_limit` (the award, or the buyer's total with it, would pass ±9·10^15: recorded with 0
+/// points); `partially_refunded`; `refunded` (refunds reached the amount); `reversed` (a
+/// chargeback is open or lost). A won chargeback returns the purchase to its earlier status.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PurchaseStatus {
     Awarded,
     UnconvertibleCurrency,
+    PointsLimit,
+    PartiallyRefunded,
+    Refunded,
     Reversed,
 }
 
@@ -1205,6 +1228,14 @@ pub struct Entry {
     /// When the entry was created.
     #[schema(format = DateTime)]
     pub created_at: String,
+    /// True while the entry is disqualified: absent from the leaderboard, still earning.
+    pub disqualified: bool,
+    /// When it was disqualified; null while it is not.
+    #[schema(format = DateTime, required = true)]
+    pub disqualified_at: Option<String>,
+    /// The operator's reason, if one was given; null while it is not disqualified.
+    #[schema(required = true)]
+    pub disqualification_reason: Option<String>,
 }
 
 /// An entry, and whether it existed before this signup (`201` when created, `200` when not).
@@ -1228,8 +1259,91 @@ pub struct EntryCreated {
     /// When the entry was created.
     #[schema(format = DateTime)]
     pub created_at: String,
+    /// True while the entry is disqualified: absent from the leaderboard, still earning.
+    pub disqualified: bool,
+    /// When it was disqualified; null while it is not.
+    #[schema(format = DateTime, required = true)]
+    pub disqualified_at: Option<String>,
+    /// The operator's reason, if one was given; null while it is not disqualified.
+    #[schema(required = true)]
+    pub disqualification_reason: Option<String>,
     /// True when the email already had an entry (nothing changed).
     pub already_exists: bool,
+}
+
+/// `POST /api/contests/{contestId}/entries/{entryId}/points`: a manual change of points.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"points": 250, "reason": "winner of the photo challenge"}))]
+pub struct PointsAdjustment {
+    /// The change: a non-zero whole number, may be negative, from -9·10^15 to 9·10^15.
+    #[schema(minimum = -9_000_000_000_000_000_i64, maximum = 9_000_000_000_000_000_i64)]
+    pub points: i64,
+    /// Why, written to the ledger: 1–500 characters after trimming.
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+/// `POST /api/contests/{contestId}/entries/{entryId}/disqualify`: the body is optional.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "card testing"}))]
+pub struct Disqualification {
+    /// Why: 1–500 characters after trimming. Disqualifying again keeps the first time and
+    /// replaces the reason only when one is given.
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: Option<String>,
+}
+
+/// `POST /api/contests/{contestId}/entries/{entryId}/reinstate`: no body, or `{}`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reinstatement {}
+
+/// An entry's points and every change of them: `points` is always the sum of `changes[].points`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Ledger {
+    /// The entry.
+    pub entry_id: String,
+    /// Its points now.
+    pub points: i64,
+    /// Every change, oldest first.
+    pub changes: Vec<LedgerChange>,
+}
+
+/// One change of an entry's points.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LedgerChange {
+    pub kind: LedgerKind,
+    /// The change (negative when points were taken back); never 0.
+    pub points: i64,
+    /// The purchase it concerns (purchases, referral credits, refunds, chargebacks); else null.
+    #[schema(required = true)]
+    pub purchase_id: Option<String>,
+    /// Free text: the operator's reason, the refund or dispute id, the referral bonus; else null.
+    #[schema(required = true)]
+    pub reason: Option<String>,
+    /// When the change was committed.
+    #[schema(format = DateTime)]
+    pub at: String,
+}
+
+/// Why an entry's points changed: `purchase`; `referral` (credit for a purchase made with the
+/// entry's code); `signup` (signup bonuses, and the opening balance of entries older than the
+/// ledger); `refund` (points taken back for refunded money, also from the advocate's credit);
+/// `chargeback` (taken back by a chargeback, or given back, positive, when it is won);
+/// `adjustment` (an operator's manual change).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerKind {
+    Purchase,
+    Referral,
+    Signup,
+    Refund,
+    Chargeback,
+    Adjustment,
 }
 
 /// The top entries by points.
@@ -1643,7 +1757,106 @@ mod operations {
     )]
     pub fn get_entry() {}
 
+    /// An entry's points ledger
+    ///
+    /// Every change of the entry's points, oldest first; `points` is their sum.
+    #[utoipa::path(
+        get,
+        path = "/api/contests/{contestId}/entries/{entryId}/ledger",
+        tag = "admin",
+        operation_id = "getEntryLedger",
+        params(ContestIdParam, EntryIdParam),
+        responses(
+            (status = 200, description = "The ledger.", body = LedgerResponse),
+            (status = 401, response = Unauthorized),
+            (status = 404, response = NotFound),
+            (status = 503, response = ServiceUnavailable),
+        ),
+        security(("adminToken" = [])),
+    )]
+    pub fn get_entry_ledger() {}
+
+    /// Adjust an entry's points
+    ///
+    /// A manual change with a reason, written to the ledger as an `adjustment`. With an
+    /// `Idempotency-Key`, repeating the call on the same entry applies it once and answers the
+    /// same; the same key with a different change is `409` `idempotency_key_reused`. A change
+    /// that would take the entry beyond ±9·10^15 points is `409` `points_limit`.
+    #[utoipa::path(
+        post,
+        path = "/api/contests/{contestId}/entries/{entryId}/points",
+        tag = "admin",
+        operation_id = "adjustEntryPoints",
+        params(
+            ContestIdParam,
+            EntryIdParam,
+            ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+                pattern = "^[!-~]{1,255}$", description = "Applies the change once per entry, \
+                however often it is sent (1–255 visible ASCII characters)."),
+        ),
+        request_body(content = PointsAdjustment, content_type = "application/json"),
+        responses(
+            (status = 201, description = "The entry after the change (or, for a repeated \
+                `Idempotency-Key`, the answer given the first time).", body = EntryResponse),
+            (status = 400, response = BadRequest),
+            (status = 401, response = Unauthorized),
+            (status = 404, response = NotFound),
+            (status = 409, response = Conflict),
+            (status = 413, response = PayloadTooLarge),
+            (status = 503, response = ServiceUnavailable),
+        ),
+        security(("adminToken" = [])),
+    )]
+    pub fn adjust_entry_points() {}
+
+    /// Disqualify an entry
+    ///
+    /// The entry leaves the leaderboard; it keeps its points and ledger and keeps earning from
+    /// its purchases, so reinstating it shows the truth.
+    #[utoipa::path(
+        post,
+        path = "/api/contests/{contestId}/entries/{entryId}/disqualify",
+        tag = "admin",
+        operation_id = "disqualifyEntry",
+        params(ContestIdParam, EntryIdParam),
+        request_body(content = Option<Disqualification>, content_type = "application/json"),
+        responses(
+            (status = 200, description = "The entry, `disqualified: true`.", body = EntryResponse),
+            (status = 400, response = BadRequest),
+            (status = 401, response = Unauthorized),
+            (status = 404, response = NotFound),
+            (status = 413, response = PayloadTooLarge),
+            (status = 503, response = ServiceUnavailable),
+        ),
+        security(("adminToken" = [])),
+    )]
+    pub fn disqualify_entry() {}
+
+    /// Reinstate an entry
+    ///
+    /// A disqualified entry returns to the leaderboard with all its points.
+    #[utoipa::path(
+        post,
+        path = "/api/contests/{contestId}/entries/{entryId}/reinstate",
+        tag = "admin",
+        operation_id = "reinstateEntry",
+        params(ContestIdParam, EntryIdParam),
+        request_body(content = Option<Reinstatement>, content_type = "application/json"),
+        responses(
+            (status = 200, description = "The entry, `disqualified: false`.", body = EntryResponse),
+            (status = 400, response = BadRequest),
+            (status = 401, response = Unauthorized),
+            (status = 404, response = NotFound),
+            (status = 413, response = PayloadTooLarge),
+            (status = 503, response = ServiceUnavailable),
+        ),
+        security(("adminToken" = [])),
+    )]
+    pub fn reinstate_entry() {}
+
     /// Leaderboard
+    ///
+    /// Disqualified entries are left out (and take no rank).
     #[utoipa::path(
         get,
         path = "/api/contests/{contestId}/leaderboard",
@@ -1740,6 +1953,19 @@ pub struct ContestIdParam {
         example = "summer"
     )]
     pub contest_id: String,
+}
+
+/// The entry id in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct EntryIdParam {
+    /// The entry id (`ent_…`); anything else is `404` without a lookup.
+    #[param(
+        rename = "entryId",
+        min_length = 1,
+        example = "ent_3k9q2m7x1p0s8t6v5w4x3y2z1a"
+    )]
+    pub entry_id: String,
 }
 
 /// Standard Webhooks signature headers (all three together, or none).

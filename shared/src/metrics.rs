@@ -39,6 +39,18 @@ pub const POINTS_AWARDED: &str = "blitz_points_awarded_total";
 pub const REFERRAL_CREDITS: &str = "blitz_referral_credits_total";
 /// Signups applied.
 pub const SIGNUPS: &str = "blitz_signups_total";
+/// Reversal events (refunds, chargebacks, wins) settled by the worker, by `outcome`: `applied`,
+/// `pending` (purchase not recorded yet), `duplicate`, `currency_mismatch`, `points_limit`.
+pub const REVERSALS: &str = "blitz_reversals_total";
+/// Pending reversals applied once their purchase was recorded, by `via`: `purchase` (in the
+/// purchase's own transaction) or `sweep` (the periodic sweep, after a concurrent commit).
+pub const PENDING_REVERSALS_APPLIED: &str = "blitz_pending_reversals_applied_total";
+/// Points moved by reversals (buyers' and advocates' together), by `direction`: `taken` (refunds,
+/// chargebacks) or `returned` (chargebacks won).
+pub const POINTS_REVERSED: &str = "blitz_points_reversed_total";
+/// Awards and reversals not applied because they would take an entry beyond ±9·10^15 points,
+/// by `what`: `purchase`, `referral`, `reversal`.
+pub const POINTS_LIMIT: &str = "blitz_points_limit_total";
 /// Messages dead-lettered by the worker, by `reason`: `undecodable`, `unknown_contest`, `refused`.
 pub const DEAD_LETTERED: &str = "blitz_dead_lettered_total";
 /// Messages per committed batch.

@@ -2,6 +2,10 @@
 //!
 //! `points = round(amountInContestCurrency × pointsPerUnit)` with the contest's rounding, all in
 //! `Decimal`, so 79.99 at 1 point per unit is exactly 80 and 1.005 × 100 is exactly 100.5 → 101.
+//!
+//! Points never wrap: no single award and no entry total may go beyond ±[`POINTS_LIMIT`]
+//! ([`within_limit`], [`checked_total`]); what would is recorded with status `points_limit` and
+//! changes nothing.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +13,23 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 
 use crate::money::{Currency, Money};
+
+/// The most points (either sign) one award or one entry may hold: 9·10^15, far below
+/// `i64::MAX` (≈ 9.2·10^18), so sums of a few limited values can never wrap.
+pub const POINTS_LIMIT: i64 = 9_000_000_000_000_000;
+
+/// True when `points` is within ±[`POINTS_LIMIT`].
+pub fn within_limit(points: i64) -> bool {
+    (-POINTS_LIMIT..=POINTS_LIMIT).contains(&points)
+}
+
+/// `total + delta` when both it and `delta` are within ±[`POINTS_LIMIT`], else `None`.
+pub fn checked_total(total: i64, delta: i64) -> Option<i64> {
+    if !within_limit(delta) {
+        return None;
+    }
+    total.checked_add(delta).filter(|sum| within_limit(*sum))
+}
 
 /// How a fractional number of points becomes a whole one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -63,6 +84,9 @@ pub enum AwardStatus {
     Awarded,
     /// The contest has no exchange rate for the purchase's currency: recorded with 0 points.
     UnconvertibleCurrency,
+    /// The award, or the buyer's total with it, would be beyond ±[`POINTS_LIMIT`]: recorded
+    /// with 0 points.
+    PointsLimit,
 }
 
 impl AwardStatus {
@@ -71,6 +95,72 @@ impl AwardStatus {
         match self {
             AwardStatus::Awarded => "awarded",
             AwardStatus::UnconvertibleCurrency => "unconvertible_currency",
+            AwardStatus::PointsLimit => "points_limit",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "awarded" => Some(AwardStatus::Awarded),
+            "unconvertible_currency" => Some(AwardStatus::UnconvertibleCurrency),
+            "points_limit" => Some(AwardStatus::PointsLimit),
+            _ => None,
+        }
+    }
+}
+
+/// A purchase's current status: its [`AwardStatus`] until money goes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PurchaseStatus {
+    /// Points were computed (possibly 0).
+    Awarded,
+    /// No exchange rate: 0 points.
+    UnconvertibleCurrency,
+    /// Beyond the points limit: 0 points.
+    PointsLimit,
+    /// Some of the money was refunded; points taken back in proportion.
+    PartiallyRefunded,
+    /// All of the money was refunded (or more); all points taken back.
+    Refunded,
+    /// A chargeback is open (or lost): all points taken back.
+    Reversed,
+}
+
+impl PurchaseStatus {
+    /// The name stored in the database and shown in lookups.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PurchaseStatus::Awarded => "awarded",
+            PurchaseStatus::UnconvertibleCurrency => "unconvertible_currency",
+            PurchaseStatus::PointsLimit => "points_limit",
+            PurchaseStatus::PartiallyRefunded => "partially_refunded",
+            PurchaseStatus::Refunded => "refunded",
+            PurchaseStatus::Reversed => "reversed",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "awarded" => Some(PurchaseStatus::Awarded),
+            "unconvertible_currency" => Some(PurchaseStatus::UnconvertibleCurrency),
+            "points_limit" => Some(PurchaseStatus::PointsLimit),
+            "partially_refunded" => Some(PurchaseStatus::PartiallyRefunded),
+            "refunded" => Some(PurchaseStatus::Refunded),
+            "reversed" => Some(PurchaseStatus::Reversed),
+            _ => None,
+        }
+    }
+}
+
+impl From<AwardStatus> for PurchaseStatus {
+    fn from(status: AwardStatus) -> Self {
+        match status {
+            AwardStatus::Awarded => PurchaseStatus::Awarded,
+            AwardStatus::UnconvertibleCurrency => PurchaseStatus::UnconvertibleCurrency,
+            AwardStatus::PointsLimit => PurchaseStatus::PointsLimit,
         }
     }
 }
@@ -109,26 +199,29 @@ impl PointsRule<'_> {
 
     /// Prices a purchase with `per_unit` points per unit of contest currency.
     ///
-    /// Amounts are capped at 10^12 and rates validated on the way in, so overflow cannot happen in
-    /// practice; should it, the purchase is recorded like an unconvertible one instead of panicking.
+    /// An award beyond ±[`POINTS_LIMIT`] (possible: amounts up to 10^12 at up to 10^6 points per
+    /// unit), or one too large for the arithmetic at all, is `PointsLimit` with 0 points.
     pub fn award_with(&self, money: &Money, per_unit: Decimal) -> Award {
-        let unconvertible = Award {
-            points: 0,
-            status: AwardStatus::UnconvertibleCurrency,
-        };
         let Some(converted) = self.convert(money) else {
-            return unconvertible;
+            return Award {
+                points: 0,
+                status: AwardStatus::UnconvertibleCurrency,
+            };
         };
-        let Some(points) = converted
+        match converted
             .checked_mul(per_unit)
             .map(|raw| self.rounding.apply(raw))
             .and_then(|rounded| i64::try_from(rounded).ok())
-        else {
-            return unconvertible;
-        };
-        Award {
-            points,
-            status: AwardStatus::Awarded,
+            .filter(|points| within_limit(*points))
+        {
+            Some(points) => Award {
+                points,
+                status: AwardStatus::Awarded,
+            },
+            None => Award {
+                points: 0,
+                status: AwardStatus::PointsLimit,
+            },
         }
     }
 
@@ -238,6 +331,44 @@ mod tests {
         let rates = BTreeMap::new();
         let award =
             rule("79228162514264337593543950335", Rounding::Nearest, &rates).award(&usd("1000000"));
-        assert_eq!(award.status, AwardStatus::UnconvertibleCurrency);
+        assert_eq!(award.status, AwardStatus::PointsLimit);
+        assert_eq!(award.points, 0);
+    }
+
+    #[test]
+    fn awards_beyond_the_points_limit_award_nothing() {
+        let rates = BTreeMap::new();
+        let r = rule("1000000", Rounding::Nearest, &rates);
+        // 9·10^9 × 10^6 = 9·10^15: exactly the limit is allowed.
+        assert_eq!(
+            r.award(&usd("9000000000")),
+            Award {
+                points: POINTS_LIMIT,
+                status: AwardStatus::Awarded
+            }
+        );
+        assert_eq!(
+            r.award(&usd("9000000000.000001")),
+            Award {
+                points: 0,
+                status: AwardStatus::PointsLimit
+            }
+        );
+    }
+
+    #[test]
+    fn totals_are_checked_against_the_limit() {
+        assert_eq!(checked_total(1, 2), Some(3));
+        assert_eq!(checked_total(POINTS_LIMIT - 1, 1), Some(POINTS_LIMIT));
+        assert_eq!(checked_total(POINTS_LIMIT, 1), None);
+        assert_eq!(checked_total(-POINTS_LIMIT, -1), None);
+        assert_eq!(checked_total(0, POINTS_LIMIT + 1), None);
+        assert_eq!(checked_total(i64::MAX, i64::MAX), None);
+        assert_eq!(checked_total(-5, -POINTS_LIMIT), None);
+        assert_eq!(
+            checked_total(POINTS_LIMIT, -POINTS_LIMIT),
+            Some(0),
+            "a full swing is fine"
+        );
     }
 }

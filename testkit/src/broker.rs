@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use lapin::{
     options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions},
-    BasicProperties, Channel, Connection,
+    BasicProperties, Channel, Confirmation, Connection,
 };
 use shared::{
     amqp::{topology::ROUTING_KEY, Topology},
@@ -53,6 +53,46 @@ pub async fn publish_raw(prefix: &str, payload: &[u8]) {
         .expect("publish")
         .await
         .expect("confirm");
+    let _ = connection.close(200, "done".into()).await;
+}
+
+/// Publishes `envelopes` to the events exchange of `prefix` exactly as the receiver does (the
+/// JSON envelope with `shared::amqp::message_properties`, persistent, publisher-confirmed), in
+/// order, on one connection; returns once every one is confirmed. For tests that need events
+/// the public endpoints cannot produce yet, or in an exact order and number of copies.
+pub async fn publish_events(prefix: &str, envelopes: &[Envelope]) {
+    let (connection, channel) = channel().await;
+    let topology = Topology::new(prefix);
+    topology.declare(&channel).await.expect("declare topology");
+    channel
+        .confirm_select(Default::default())
+        .await
+        .expect("confirm mode");
+    let mut confirms = Vec::with_capacity(envelopes.len());
+    for envelope in envelopes {
+        confirms.push(
+            channel
+                .basic_publish(
+                    topology.exchange.as_str().into(),
+                    ROUTING_KEY.into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    &envelope.to_bytes(),
+                    shared::amqp::message_properties(envelope),
+                )
+                .await
+                .expect("publish"),
+        );
+    }
+    for confirm in confirms {
+        let confirmation = confirm.await.expect("confirm");
+        assert!(
+            matches!(confirmation, Confirmation::Ack(None)),
+            "the broker confirmed (and routed) the publish: {confirmation:?}"
+        );
+    }
     let _ = connection.close(200, "done".into()).await;
 }
 

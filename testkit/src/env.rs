@@ -94,6 +94,8 @@ impl TestEnv {
             concurrency: 2,
             prefetch: 0,
             db_pool_size: 3,
+            // The production default; tests of the pending-reversal race shorten it.
+            pending_sweep_ms: 10_000,
             failpoint: None,
         }
     }

@@ -39,6 +39,14 @@ pub struct WorkerConfig {
     #[arg(long, env = "WORKER_DB_POOL_SIZE", default_value_t = 3)]
     pub db_pool_size: u32,
 
+    /// How often this worker sweeps for `pending` reversals whose purchase has been recorded
+    /// meanwhile (milliseconds, at least 100). A reversal that arrives before its purchase is
+    /// applied by the purchase's own transaction; the sweep catches the race where both commit at
+    /// the same time, each unseen by the other. The sweep is one cheap indexed query when there
+    /// is nothing to do.
+    #[arg(long, env = "WORKER_PENDING_SWEEP_MS", default_value_t = 10_000)]
+    pub pending_sweep_ms: u64,
+
     /// Test-only fault injection (`exit_after_commit`: exit after the first commit, before the ack).
     #[arg(long, env = "BLITZ_FAILPOINT", hide = true)]
     pub failpoint: Option<String>,
@@ -48,6 +56,11 @@ impl WorkerConfig {
     /// The batch deadline.
     pub fn batch_wait(&self) -> Duration {
         Duration::from_millis(self.batch_wait_ms)
+    }
+
+    /// The period of the pending-reversal sweep.
+    pub fn pending_sweep(&self) -> Duration {
+        Duration::from_millis(self.pending_sweep_ms.max(100))
     }
 
     /// The effective prefetch count.
@@ -71,6 +84,7 @@ impl fmt::Debug for WorkerConfig {
             .field("concurrency", &self.concurrency)
             .field("prefetch", &self.effective_prefetch())
             .field("db_pool_size", &self.db_pool_size)
+            .field("pending_sweep_ms", &self.pending_sweep().as_millis())
             .finish()
     }
 }

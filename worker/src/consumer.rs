@@ -403,6 +403,7 @@ fn record_batch(events: &[Event], outcome: &BatchOutcome) {
     metrics::counter!(names::POINTS_AWARDED).increment(outcome.points.max(0) as u64);
     metrics::counter!(names::REFERRAL_CREDITS).increment(outcome.referral_credits as u64);
     metrics::counter!(names::SIGNUPS).increment(outcome.signups as u64);
+    crate::outcome_metrics::record_batch(outcome);
     let now = chrono::Utc::now();
     for event in events {
         let lag = (now - event.received_at())

@@ -1,5 +1,6 @@
-//! The worker: consumes purchase events from RabbitMQ and awards contest points in Postgres,
-//! exactly once per purchase however often a message is delivered.
+//! The worker: consumes purchase, signup and reversal events from RabbitMQ and awards (or takes
+//! back) contest points in Postgres, exactly once per event however often a message is delivered,
+//! writing every change of points to the ledger.
 //!
 //! # Layout
 //!
@@ -7,7 +8,9 @@
 //! - [`consumer`]: connect, consume with manual acks, settle batches, reconnect.
 //! - [`batch`]: gathering deliveries into batches (size or deadline).
 //! - [`acks`]: acking in tag order while several batches are in flight.
-//! - [`award`]: the one transaction that records purchases and adds points.
+//! - [`award`]: the one transaction that records purchases and reversals and changes points.
+//! - [`sweep`]: the periodic sweep that applies reversals whose purchase committed concurrently.
+//! - [`outcome_metrics`]: metrics and logs of what each event came to.
 //! - [`health`]: `/healthz`, `/readyz` and `/metrics`.
 //! - [`queue_stats`]: queue depth and consumer gauges from passive declares.
 //! - [`dlq`]: operator commands on the dead-letter queue: count, list, replay.
@@ -21,7 +24,9 @@ pub mod consumer;
 pub mod dlq;
 pub mod failpoint;
 pub mod health;
+pub mod outcome_metrics;
 pub mod queue_stats;
+pub mod sweep;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -79,6 +84,11 @@ pub async fn run(
         }
     });
 
+    let sweeper = tokio::spawn(sweep::run(
+        pool.clone(),
+        config.pending_sweep(),
+        stop.clone(),
+    ));
     let consumer = Consumer {
         topology: Topology::new(&config.common.amqp_prefix),
         failpoint: Failpoint::parse(config.failpoint.as_deref()),
@@ -89,6 +99,7 @@ pub async fn run(
     Arc::new(consumer).run(stop.clone()).await;
     stop.cancel();
     let _ = health.await;
+    let _ = sweeper.await;
     pool.close().await;
     tracing::info!("worker stopped");
     Ok(())

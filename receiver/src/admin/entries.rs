@@ -1,4 +1,4 @@
-//! Entries through the admin API: signup, read, leaderboard.
+//! Entries through the admin API: signup, read, leaderboard (disqualified entries left out).
 
 use std::collections::HashMap;
 
@@ -79,15 +79,8 @@ pub async fn get(
     Path((contest_id, entry_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let contest = super::load_contest(&state, &contest_id).await?;
-    // Entry ids are `ent_` + base-32; anything else (a NUL byte included) cannot exist.
-    if !entry_id.starts_with("ent_")
-        || !entry_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
-        return Err(ApiError::NotFound("entry"));
-    }
-    let entry = db::entries::find(&state.db, &contest.id, &entry_id)
+    let entry_id = parse_entry_id(&entry_id)?;
+    let entry = db::entries::find(&state.db, &contest.id, entry_id)
         .await?
         .ok_or(ApiError::NotFound("entry"))?;
     Ok(success(StatusCode::OK, entry_json(&entry)))
@@ -129,6 +122,19 @@ pub async fn leaderboard(
     Ok(success(StatusCode::OK, json!({ "entries": entries })))
 }
 
+/// An entry id from a path: `ent_` + base-32; anything else (a NUL byte included) cannot exist
+/// and is 404 without a query.
+pub fn parse_entry_id(raw: &str) -> Result<&str, ApiError> {
+    let valid = raw.starts_with("ent_")
+        && raw.len() <= 64
+        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if valid {
+        Ok(raw)
+    } else {
+        Err(ApiError::NotFound("entry"))
+    }
+}
+
 /// An entry as the API shows it.
 pub fn entry_json(entry: &Entry) -> Value {
     json!({
@@ -139,5 +145,8 @@ pub fn entry_json(entry: &Entry) -> Value {
         "referralCode": entry.referral_code,
         "referredBy": entry.referred_by,
         "createdAt": entry.created_at,
+        "disqualified": entry.disqualified(),
+        "disqualifiedAt": entry.disqualified_at,
+        "disqualificationReason": entry.disqualification_reason,
     })
 }

@@ -2,9 +2,11 @@
 //!
 //! - [`contests`]: create, read, change contests and rotate their webhook secret.
 //! - [`entries`]: create and read entries, and the leaderboard.
+//! - [`ledger`]: an entry's points ledger, manual adjustments, disqualification.
 
 pub mod contests;
 pub mod entries;
+pub mod ledger;
 
 use axum::{
     extract::{Request, State},
@@ -37,6 +39,22 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/api/contests/{contest_id}/entries/{entry_id}",
             get(entries::get),
+        )
+        .route(
+            "/api/contests/{contest_id}/entries/{entry_id}/ledger",
+            get(ledger::get),
+        )
+        .route(
+            "/api/contests/{contest_id}/entries/{entry_id}/points",
+            post(ledger::post_points),
+        )
+        .route(
+            "/api/contests/{contest_id}/entries/{entry_id}/disqualify",
+            post(ledger::post_disqualify),
+        )
+        .route(
+            "/api/contests/{contest_id}/entries/{entry_id}/reinstate",
+            post(ledger::post_reinstate),
         )
         .route(
             "/api/contests/{contest_id}/leaderboard",

@@ -129,6 +129,8 @@ pub async fn lookup(
             "amount": record.amount.to_string(),
             "currency": record.currency,
             "pointsAwarded": record.points_awarded,
+            "pointsReversed": record.points_reversed,
+            "refundedAmount": record.refunded_amount.to_string(),
             "status": record.status,
             "recordedAt": record.recorded_at,
         }),

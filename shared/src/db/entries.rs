@@ -1,4 +1,5 @@
-//! Contest entries: lookup, leaderboard and signup (with its referral bonus).
+//! Contest entries: lookup, leaderboard and signup (with its referral bonus, written to the
+//! points ledger like every change of points).
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -6,8 +7,10 @@ use sqlx::{postgres::PgRow, PgConnection, PgExecutor, Row};
 
 use crate::{
     contest::Contest,
+    db::ledger::{self, LedgerKind, NewChange},
     email::Email,
     ids::{ContestId, EntryId},
+    points::checked_total,
 };
 
 /// One person's entry in a contest.
@@ -29,9 +32,22 @@ pub struct Entry {
     pub referred_by: Option<String>,
     /// When the entry was created.
     pub created_at: DateTime<Utc>,
+    /// Set while the entry is disqualified (off the leaderboard, still earning).
+    pub disqualified_at: Option<DateTime<Utc>>,
+    /// The operator's reason for the disqualification, if given.
+    pub disqualification_reason: Option<String>,
 }
 
-const COLUMNS: &str = "id, contest_id, email, name, points, referral_code, referred_by, created_at";
+impl Entry {
+    /// True while the entry is disqualified.
+    pub fn disqualified(&self) -> bool {
+        self.disqualified_at.is_some()
+    }
+}
+
+const COLUMNS: &str =
+    "id, contest_id, email, name, points, referral_code, referred_by, created_at, \
+    disqualified_at, disqualification_reason";
 
 /// Characters of referral codes: upper case letters and digits without the look-alikes 0/O, 1/I/L.
 const REFERRAL_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
@@ -65,6 +81,8 @@ fn from_row(row: &PgRow) -> Result<Entry, sqlx::Error> {
         referral_code: row.try_get("referral_code")?,
         referred_by: row.try_get("referred_by")?,
         created_at: row.try_get("created_at")?,
+        disqualified_at: row.try_get("disqualified_at")?,
+        disqualification_reason: row.try_get("disqualification_reason")?,
     })
 }
 
@@ -110,6 +128,7 @@ pub struct Ranked {
 }
 
 /// The top `limit` entries by points; ties are ranked equal and listed oldest first.
+/// Disqualified entries are left out (and take no rank).
 pub async fn leaderboard(
     db: impl PgExecutor<'_>,
     contest: &ContestId,
@@ -117,7 +136,8 @@ pub async fn leaderboard(
 ) -> Result<Vec<Ranked>, sqlx::Error> {
     sqlx::query(&format!(
         "SELECT {COLUMNS}, RANK() OVER (ORDER BY points DESC) AS rank FROM entries \
-         WHERE contest_id = $1 ORDER BY points DESC, created_at, id LIMIT $2"
+         WHERE contest_id = $1 AND disqualified_at IS NULL \
+         ORDER BY points DESC, created_at, id LIMIT $2"
     ))
     .bind(contest.as_str())
     .bind(limit)
@@ -153,6 +173,11 @@ pub struct SignupOutcome {
     pub already_exists: bool,
     /// The entry credited `advocatePoints`, if a bonus was paid by this call.
     pub credited_advocate: Option<String>,
+    /// Points this call paid the advocate (0 unless this was the first signup with a valid code,
+    /// or when the bonus would take the advocate beyond the points limit).
+    pub advocate_points: i64,
+    /// Points this call paid the person signing up (the friend bonus, same rules).
+    pub friend_points: i64,
 }
 
 /// Records a signup in one transaction: creates the entry if needed and, on the entry's *first*
@@ -180,15 +205,32 @@ pub async fn sign_up(
         lock_ids.push(owner.id.as_str().to_owned());
     }
     lock_ids.sort();
-    sqlx::query("SELECT id FROM entries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
-        .bind(&lock_ids)
-        .execute(&mut *tx)
-        .await?;
+    let balances: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT id, points FROM entries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+    )
+    .bind(&lock_ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let balance = |id: &str| {
+        balances
+            .iter()
+            .find(|(entry, _)| entry == id)
+            .map_or(0, |(_, points)| *points)
+    };
 
-    let friend_points = if referrer.is_some() {
-        contest.referral.friend_points
-    } else {
-        0
+    // A bonus that would take its entry beyond the points limit is not paid (the signup itself
+    // still counts).
+    let bonus = |id: &str, points: i64| {
+        if checked_total(balance(id), points).is_some() {
+            points
+        } else {
+            tracing::warn!(entry_id = id, points, "signup bonus not paid: points limit");
+            0
+        }
+    };
+    let friend_points = match &referrer {
+        Some(_) => bonus(entry_id.as_str(), contest.referral.friend_points),
+        None => 0,
     };
     let first_signup = sqlx::query(
         "UPDATE entries SET signed_up_at = now(), name = COALESCE($2, name), \
@@ -206,14 +248,38 @@ pub async fn sign_up(
         == 1;
 
     let mut credited_advocate = None;
+    let mut paid = (0, 0);
     if first_signup {
         if let Some(owner) = &referrer {
+            let advocate_points = bonus(owner.id.as_str(), contest.referral.advocate_points);
             sqlx::query("UPDATE entries SET points = points + $2 WHERE id = $1")
                 .bind(owner.id.as_str())
-                .bind(contest.referral.advocate_points)
+                .bind(advocate_points)
                 .execute(&mut *tx)
                 .await?;
             credited_advocate = Some(owner.id.as_str().to_owned());
+            paid = (advocate_points, friend_points);
+            let friend_reason = format!("referral bonus: signed up with the code of {}", owner.id);
+            let advocate_reason = format!("referral bonus: {entry_id} signed up with this code");
+            let changes = [
+                NewChange {
+                    entry_id: entry_id.as_str(),
+                    contest_id: contest.id.as_str(),
+                    kind: LedgerKind::Signup,
+                    points: friend_points,
+                    purchase_id: None,
+                    reason: Some(&friend_reason),
+                },
+                NewChange {
+                    entry_id: owner.id.as_str(),
+                    contest_id: contest.id.as_str(),
+                    kind: LedgerKind::Signup,
+                    points: advocate_points,
+                    purchase_id: None,
+                    reason: Some(&advocate_reason),
+                },
+            ];
+            ledger::record(&mut *tx, &changes).await?;
         }
     }
 
@@ -224,6 +290,8 @@ pub async fn sign_up(
         entry,
         already_exists: !inserted,
         credited_advocate,
+        advocate_points: paid.0,
+        friend_points: paid.1,
     })
 }
 

@@ -1,8 +1,11 @@
 //! Postgres access both processes need: connecting, migrating, and the queries on contests,
-//! entries and purchases. The worker's award transaction lives in the worker, which alone runs it.
+//! entries, purchases, the points ledger and operators' actions on entries. The worker's award
+//! transaction lives in the worker, which alone runs it.
 
 pub mod contests;
 pub mod entries;
+pub mod ledger;
+pub mod operator;
 pub mod purchases;
 
 use std::time::Duration;

@@ -19,10 +19,15 @@ pub struct PurchaseRecord {
     pub amount: Decimal,
     /// The currency as sent.
     pub currency: String,
-    /// Points the purchase gave.
+    /// Points the purchase first earned.
     pub points_awarded: i64,
-    /// `awarded` or `unconvertible_currency`.
+    /// The current status: `awarded`, `unconvertible_currency`, `points_limit`,
+    /// `partially_refunded`, `refunded` or `reversed`.
     pub status: String,
+    /// The total of the refunds received (may exceed the amount).
+    pub refunded_amount: Decimal,
+    /// Points taken back so far by refunds and chargebacks.
+    pub points_reversed: i64,
     /// When the worker committed it.
     pub recorded_at: DateTime<Utc>,
 }
@@ -35,7 +40,8 @@ pub async fn find(
 ) -> Result<Option<PurchaseRecord>, sqlx::Error> {
     sqlx::query(
         "SELECT p.id, p.entry_id, e.email, p.amount, p.currency, p.points_awarded, p.status, \
-         p.recorded_at FROM purchases p JOIN entries e ON e.id = p.entry_id \
+         p.refunded_amount, p.points_reversed, p.recorded_at \
+         FROM purchases p JOIN entries e ON e.id = p.entry_id \
          WHERE p.contest_id = $1 AND p.id = $2",
     )
     .bind(contest.as_str())
@@ -49,6 +55,8 @@ pub async fn find(
             currency: row.try_get("currency")?,
             points_awarded: row.try_get("points_awarded")?,
             status: row.try_get("status")?,
+            refunded_amount: row.try_get("refunded_amount")?,
+            points_reversed: row.try_get("points_reversed")?,
             recorded_at: row.try_get("recorded_at")?,
         })
     })
