@@ -38,10 +38,6 @@ pub struct WorkerConfig {
     /// Postgres connections of this worker (one per concurrent batch, one spare).
     #[arg(long, env = "WORKER_DB_POOL_SIZE", default_value_t = 3)]
     pub db_pool_size: u32,
-
-    /// Test-only fault injection (`exit_after_commit`: exit after the first commit, before the ack).
-    #[arg(long, env = "BLITZ_FAILPOINT", hide = true)]
-    pub failpoint: Option<String>,
 }
 
 impl WorkerConfig {

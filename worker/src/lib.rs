@@ -11,7 +11,7 @@
 //! - [`health`]: `/healthz`, `/readyz` and `/metrics`.
 //! - [`queue_stats`]: queue depth and consumer gauges from passive declares.
 //! - [`dlq`]: operator commands on the dead-letter queue: count, list, replay.
-//! - [`failpoint`]: test-only fault injection (inert unless configured).
+//! - [`failpoint`]: test-only hooks, compiled in only with the `failpoints` cargo feature.
 
 pub mod acks;
 pub mod award;
@@ -35,7 +35,6 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::WorkerConfig,
     consumer::{Consumer, Status},
-    failpoint::Failpoint,
 };
 
 /// How long start-up waits for Postgres before giving up.
@@ -79,9 +78,9 @@ pub async fn run(
         }
     });
 
+    failpoint::start();
     let consumer = Consumer {
-        topology: Topology::new(&config.common.amqp_prefix),
-        failpoint: Failpoint::parse(config.failpoint.as_deref()),
+        topology: Topology::for_config(&config.common),
         config,
         pool: pool.clone(),
         status,

@@ -78,7 +78,10 @@ async fn serve(config: WorkerConfig) -> anyhow::Result<()> {
 }
 
 async fn dlq(config: &WorkerConfig, command: DlqCommand) -> anyhow::Result<()> {
-    let connection = shared::amqp::connect(&config.common.amqp_url, "worker-dlq").await?;
+    let nodes = shared::amqp::Nodes::parse(&config.common.amqp_url)?;
+    let mut connector =
+        shared::amqp::Connector::new(nodes, "worker-dlq", std::time::Duration::from_secs(5));
+    let connection = connector.connect().await?.connection;
     let topology = shared::amqp::Topology::new(&config.common.amqp_prefix);
     let result = match command {
         DlqCommand::Count => worker::dlq::count(&connection, &topology)
@@ -96,6 +99,10 @@ async fn dlq(config: &WorkerConfig, command: DlqCommand) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::from)
         }
     };
-    let _ = connection.close(200, "dlq command done".into()).await;
+    shared::amqp::close_quietly(&[], &connection, std::time::Duration::from_secs(2)).await;
+    if let Err(error) = &result {
+        // For the operator at the terminal, whatever the log format.
+        eprintln!("worker dlq: {error:#}");
+    }
     result
 }
