@@ -79,20 +79,31 @@ impl ChildProcess {
             .unwrap_or_default()
     }
 
-    /// Waits until a captured process has logged a JSON line whose `fields.message` is
-    /// `message`, and returns that line's fields.
+    /// Waits until a captured process has logged a JSON line whose message is `message`, and
+    /// returns that line (its fields beside `message`).
     pub async fn logged(&self, message: &str, timeout: Duration) -> serde_json::Value {
-        crate::wait::until(
-            &format!("the process logs {message:?}"),
-            timeout,
-            || async {
-                self.output().lines().find_map(|line| {
-                    let value: serde_json::Value = serde_json::from_str(line).ok()?;
-                    (value["fields"]["message"] == message).then(|| value["fields"].clone())
-                })
-            },
-        )
-        .await
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let output = self.output();
+            let found = output.lines().find_map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line).ok()?;
+                // The JSON log format puts an event's fields beside `message`.
+                (value["message"] == message || value["fields"]["message"] == message)
+                    .then_some(value)
+            });
+            if let Some(fields) = found {
+                return fields;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let tail: Vec<&str> = output.lines().rev().take(30).collect();
+                panic!(
+                    "timed out after {timeout:?} waiting for the process to log {message:?}; \
+                     its last lines:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The OS process id.
