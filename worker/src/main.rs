@@ -51,7 +51,14 @@ enum DlqCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    shared::telemetry::init(cli.config.common.log_format);
+    let operator_command = matches!(cli.command, Some(Command::Dlq { .. }));
+    if operator_command {
+        // An operator's command: its own answer on stdout/stderr, not lapin's log of the
+        // passive look at a missing queue.
+        shared::telemetry::init_with_default(cli.config.common.log_format, "warn,lapin=off");
+    } else {
+        shared::telemetry::init(cli.config.common.log_format);
+    }
     let result = match cli.command {
         Some(Command::Migrate) => shared::db::migrate_now(&cli.config.common.database_url)
             .await
@@ -65,7 +72,10 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "worker failed");
+            // Operator commands already said why on stderr; stdout stays the command's answer.
+            if !operator_command {
+                tracing::error!(error = format!("{error:#}"), "worker failed");
+            }
             ExitCode::FAILURE
         }
     }

@@ -8,11 +8,12 @@
 //! {prefix}.dead-letter (fanout) ──▶ {prefix}.dead-letter (quorum queue)
 //! ```
 //!
-//! The services call [`Topology::ensure`]: exchanges and bindings are declared (idempotent), but
-//! a queue that already exists is only checked passively, never redeclared. A queue's arguments
-//! are fixed when it is created and RabbitMQ refuses a redeclaration with different ones, so a
-//! process with another node list (and so another default group size), or an older queue created
-//! before an argument was added, must not turn into a process that can never connect.
+//! The services call [`Topology::ensure`]: everything is declared (idempotent, nothing
+//! destructive), and a queue that already exists with other arguments is used as it is. A
+//! queue's arguments are fixed when it is created and RabbitMQ refuses a redeclaration with
+//! different ones, so a process with another node list (and so another default group size), or
+//! a queue created by an older version before an argument was added, must not turn into a
+//! process that can never connect.
 
 use lapin::{
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions},
@@ -235,40 +236,35 @@ fn durable_queue() -> QueueDeclareOptions {
     }
 }
 
-/// Leaves an existing `queue` as it is (passive check) and creates a missing one with
-/// `arguments`. Returns a usable channel: the given one, or a new one when a failed declare
-/// closed it. Two processes creating the same queue at once with different arguments is
-/// harmless: the loser's declare is refused, and its second passive check finds the queue.
+/// Declares `queue` with `arguments` (creating it, or confirming an identical existing one) and
+/// returns a usable channel. An existing queue with other arguments (declared by an older
+/// version, or by a process with another node list and so another group size) is refused by
+/// the broker with `406 PRECONDITION_FAILED`, which closes the channel: it is then checked
+/// passively on a new channel and used as it is, with a warning, instead of failing forever.
 async fn ensure_queue(
     connection: &Connection,
     channel: Channel,
     queue: &str,
     arguments: FieldTable,
 ) -> lapin::Result<Channel> {
-    let mut channel = channel;
-    for _ in 0..2 {
-        match super::inspect(&channel, queue).await {
-            Ok(_) => return Ok(channel),
-            Err(error) if super::is_not_found(&error) => {}
-            Err(error) => return Err(error),
+    match channel
+        .queue_declare(queue.into(), durable_queue(), arguments)
+        .await
+    {
+        Ok(_) => Ok(channel),
+        Err(error) if super::is_precondition_failed(&error) => {
+            tracing::warn!(
+                queue,
+                %error,
+                "the queue exists with other arguments; using it as it is (change them with a \
+                 policy, see docs/operations.md)"
+            );
+            let channel = connection.create_channel().await?;
+            super::inspect(&channel, queue).await?;
+            Ok(channel)
         }
-        channel = connection.create_channel().await?;
-        match channel
-            .queue_declare(queue.into(), durable_queue(), arguments.clone())
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(queue, "declared queue");
-                return Ok(channel);
-            }
-            // Created meanwhile with other arguments: look again.
-            Err(error) if super::is_precondition_failed(&error) => {
-                channel = connection.create_channel().await?;
-            }
-            Err(error) => return Err(error),
-        }
+        Err(error) => Err(error),
     }
-    super::inspect(&channel, queue).await.map(|_| channel)
 }
 
 fn insert_str(table: &mut FieldTable, key: &str, value: &str) {
