@@ -28,7 +28,11 @@ pub async fn ready_messages(queue: &str) -> u32 {
 pub async fn publish_raw(prefix: &str, payload: &[u8]) {
     let (connection, channel) = channel().await;
     let topology = Topology::new(prefix);
-    topology.declare(&channel).await.expect("declare topology");
+    // As the services do: an existing queue (created with a group size) is used as it is.
+    topology
+        .ensure(&connection)
+        .await
+        .expect("declare topology");
     channel
         .confirm_select(Default::default())
         .await

@@ -224,8 +224,10 @@ async fn exit_code(worker: &mut ChildProcess) -> Option<i32> {
 
 /// Case 1: a worker is SIGKILLed mid-stream with a batch in hand; a replacement takes over.
 /// Whatever the dead worker held unacked is redelivered; what it had committed awards nothing
-/// again. Premise: the dead worker really held unacknowledged messages (the replacement got
-/// messages the broker marks redelivered, all of them ones the dead worker had taken).
+/// again. Premise: the dead worker really held unacknowledged messages: the replacement got
+/// messages the broker marks redelivered, and the dead worker was the only consumer before it.
+/// (Not all of them are in the dead worker's delivery log: what the broker had pushed into its
+/// prefetch buffer but it had not yet taken into a batch is unacknowledged too.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_killed_mid_stream_then_replaced() {
     let system = System::start().await;
@@ -255,10 +257,6 @@ async fn worker_killed_mid_stream_then_replaced() {
     assert!(
         !redelivered.is_empty(),
         "premise: the killed worker held unacknowledged messages"
-    );
-    assert!(
-        redelivered.is_subset(&taken_by_doomed),
-        "only what the killed worker held came back redelivered"
     );
 }
 
@@ -879,7 +877,7 @@ fn late_purchase(contest_id: &str) -> (Vec<u8>, String) {
 /// Publishes straight to the events exchange with a confirm, as a producer would.
 async fn publish(topology: &Topology, body: &[u8], message_id: Option<&str>) {
     let (connection, channel) = broker::channel().await;
-    topology.declare(&channel).await.expect("declare");
+    topology.ensure(&connection).await.expect("declare");
     channel
         .confirm_select(Default::default())
         .await
