@@ -103,9 +103,8 @@ impl Consumer {
         loop {
             match self.session(&mut connector, &stop, &mut backoff).await {
                 Ok(SessionEnd::Stopped) => return,
-                Ok(SessionEnd::Lost(reason)) => {
-                    tracing::warn!(%reason, "lost the broker node; reconnecting");
-                }
+                // Logged by the session, with the node.
+                Ok(SessionEnd::Lost(_)) => {}
                 Err(error) => tracing::warn!(%error, "cannot consume from the broker"),
             }
             self.status.consuming.store(false, Ordering::Release);
@@ -234,8 +233,8 @@ impl Consumer {
         // node, nothing to wait for: every step fails at once).
         drop(consumer);
         amqp::close_quietly(&[&stats_channel, &channel], &connection, CLOSE_TIMEOUT).await;
-        if let SessionEnd::Lost(_) = &end {
-            tracing::warn!(%node, "lost the broker node");
+        if let SessionEnd::Lost(reason) = &end {
+            tracing::warn!(%node, %reason, "lost the broker node");
         }
         Ok(end)
     }
