@@ -259,7 +259,7 @@ fn the_compose_monitoring_profile_loads_rules_and_dashboard_without_port_clashes
         for port in services[service]["ports"].as_vec().expect("ports") {
             let mapping = port.as_str().expect("a port mapping string");
             let host_port: u16 = mapping
-                .rsplitn(3, ':')
+                .rsplit(':')
                 .nth(1)
                 .and_then(|p| p.parse().ok())
                 .unwrap_or_else(|| panic!("{service}: host port in {mapping}"));

@@ -163,6 +163,7 @@ async fn rabbitmq_node_restarted_while_purchases_flow() {
         "  rabbitmq_restart: broker down {} ms (stop, {} s down, boot); {failed_during} \
          attempts refused while it was down; failed attempts {:?}",
         outage.as_millis(),
+        LONG_OUTAGE.as_secs(),
         report.failures()
     );
     audit.assert_exact();
