@@ -20,4 +20,21 @@ for queue in $stale_queues; do
     rabbitmqctl -q delete_queue "$queue" >/dev/null || true
 done
 
+# RabbitMQ nodes and Postgres servers of tests that were killed before they could clean up
+# (each test's own, under the temporary directory; an hour old at least, so a concurrent run's
+# live ones are left alone). Never the machine's own services.
+tmp="${TMPDIR:-/tmp}"
+for dir in $(find "$tmp" -maxdepth 1 -name 'blitz-rmq-*' -mmin +60 2>/dev/null); do
+    for pidfile in "$dir"/node-*/pid; do
+        [[ -f $pidfile ]] && kill -KILL "$(cat "$pidfile")" 2>/dev/null || true
+    done
+    rm -rf "$dir"
+done
+for dir in $(find "$tmp" -maxdepth 1 -name 'blitz-pg-*' -mmin +60 2>/dev/null); do
+    if [[ -f $dir/postmaster.pid ]]; then
+        kill -KILL "$(head -1 "$dir/postmaster.pid")" 2>/dev/null || true
+    fi
+    rm -rf "$dir"
+done
+
 cargo test --workspace --locked "$@"

@@ -296,7 +296,8 @@ pub async fn confirm_channel(topology: &Topology) -> anyhow::Result<(Connection,
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    topology.declare(&channel).await?;
+    // As the services do: a queue they created (with a group size) is used as it is.
+    topology.ensure(&connection).await?;
     Ok((connection, channel))
 }
 

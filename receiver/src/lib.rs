@@ -100,7 +100,7 @@ pub async fn run(
     );
     let (publisher, publisher_task) = Publisher::start(
         config.common.amqp_url.clone(),
-        Topology::new(&config.common.amqp_prefix),
+        Topology::for_config(&config.common),
         config.publish_timeout(),
         background.clone(),
     );

@@ -7,6 +7,13 @@
 //! clears the channel (requests then get 503 at once) and reconnects with capped, jittered
 //! exponential backoff. We do not use `deadpool-lapin`: it pools connections, while what we need
 //! is one confirm channel kept open and replaced when it dies.
+//!
+//! With several nodes in `AMQP_URL` (one RabbitMQ cluster), a lost node is left for the next one
+//! in the list ([`shared::amqp::Connector`]): requests get `503` only from the moment the loss is
+//! noticed until the next node's channel is open, typically well under a second. Publishes whose
+//! confirm was still outstanding on the lost connection fail (lapin rejects every pending confirm
+//! when its channel dies) and are answered `503`, never `200`: the sender retries, and the
+//! event's deterministic purchase id makes a copy that did reach the queue harmless.
 
 use std::{
     sync::{
@@ -22,7 +29,7 @@ use lapin::{
     Channel, Confirmation, Connection,
 };
 use shared::{
-    amqp::{self, topology::ROUTING_KEY, Topology},
+    amqp::{self, topology::ROUTING_KEY, Connector, Nodes, Topology},
     event::Envelope,
     retry::Backoff,
 };
@@ -89,7 +96,8 @@ struct Inner {
 }
 
 impl Publisher {
-    /// Starts the connection task; it runs until `stop` is cancelled, then closes the connection.
+    /// Starts the connection task over the node list `url` (`AMQP_URL`); it runs until `stop`
+    /// is cancelled, then closes the channel and the connection.
     pub fn start(
         url: String,
         topology: Topology,
@@ -211,38 +219,56 @@ impl Publisher {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = channel;
     }
 
-    /// The connection task: connect, serve until the connection fails, back off, repeat.
+    fn take_channel(&self) -> Option<Channel> {
+        self.inner
+            .channel
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+
+    /// The connection task: connect to a node, serve until the connection fails, back off,
+    /// connect to the next node that answers, repeat.
     async fn maintain(self, url: String, stop: CancellationToken) {
+        let nodes = match Nodes::parse(&url) {
+            Ok(nodes) => nodes,
+            Err(error) => {
+                // The configuration parser already refuses this; never connected, never ready.
+                tracing::error!(%error, "AMQP_URL is unusable; the publisher stays disconnected");
+                return;
+            }
+        };
+        let mut connector = Connector::new(nodes, "receiver", OPEN_TIMEOUT);
         let mut backoff = Backoff::reconnect();
         loop {
             let session = tokio::select! {
                 () = stop.cancelled() => return,
-                session = tokio::time::timeout(OPEN_TIMEOUT, self.open(&url)) => {
-                    let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
-                    session.unwrap_or_else(|_| Err(timed_out.into()))
-                }
+                session = self.open(&mut connector) => session,
             };
             match session {
-                Ok(connection) => {
+                Ok((connection, node)) => {
                     backoff.reset();
                     metrics::counter!(shared::metrics::BROKER_CONNECTS, "process" => "receiver")
                         .increment(1);
-                    tracing::info!("publisher connected to the broker");
+                    tracing::info!(%node, "publisher connected to the broker");
                     let stopped = self.watch(&connection, &stop).await;
-                    self.set_channel(None);
+                    // Requests get 503 at once from here on; the channel is closed before the
+                    // connection, so the shutdown is quiet.
+                    let channel = self.take_channel();
                     self.inner.blocked.store(false, Ordering::Release);
-                    let _ = tokio::time::timeout(
+                    amqp::close_quietly(
+                        &channel.iter().collect::<Vec<_>>(),
+                        &connection,
                         CLOSE_TIMEOUT,
-                        connection.close(200, "receiver closing".into()),
                     )
                     .await;
                     if stopped {
                         return;
                     }
-                    tracing::warn!("publisher lost the broker; reconnecting");
+                    tracing::warn!(%node, "publisher lost the broker node; reconnecting");
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "publisher cannot reach the broker");
+                    tracing::warn!(%error, "publisher cannot reach any broker node");
                 }
             }
             tokio::select! {
@@ -252,17 +278,32 @@ impl Publisher {
         }
     }
 
-    /// Connects, enables confirms, declares the topology and installs the channel.
-    async fn open(&self, url: &str) -> lapin::Result<Connection> {
-        let connection = amqp::connect(url, "receiver").await?;
-        let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        self.inner.topology.declare(&channel).await?;
-        self.inner.timeouts.store(0, Ordering::Relaxed);
-        self.set_channel(Some(channel));
-        Ok(connection)
+    /// Connects to a node, enables confirms, ensures the topology and installs the channel.
+    /// Each step is bounded: the connect per node, the rest by [`OPEN_TIMEOUT`].
+    async fn open(&self, connector: &mut Connector) -> lapin::Result<(Connection, String)> {
+        let connected = connector.connect().await?;
+        let connection = connected.connection;
+        let prepared = tokio::time::timeout(OPEN_TIMEOUT, async {
+            self.inner.topology.ensure(&connection).await?;
+            let channel = connection.create_channel().await?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+            Ok::<_, lapin::Error>(channel)
+        })
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()));
+        match prepared {
+            Ok(channel) => {
+                self.inner.timeouts.store(0, Ordering::Relaxed);
+                self.set_channel(Some(channel));
+                Ok((connection, connected.address))
+            }
+            Err(error) => {
+                amqp::close_quietly(&[], &connection, CLOSE_TIMEOUT).await;
+                Err(error)
+            }
+        }
     }
 
     /// Follows the connection until it fails (false) or `stop` is cancelled (true).

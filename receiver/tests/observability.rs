@@ -76,7 +76,28 @@ async fn metrics_count_requests_by_outcome_and_request_ids_are_echoed() {
     );
     assert!(metrics.contains("blitz_publish_duration_seconds_bucket"));
     assert!(metrics.contains("blitz_http_request_duration_seconds_bucket"));
-    assert!(sample(&metrics, "blitz_contest_cache_size") >= 0.0);
+    // The cache gauge counts the contests loaded; it follows the full reloads
+    // (`CONTEST_REFRESH_SECS`, 5 s in tests), so the one contest shows up within seconds.
+    // (`sample` reads a missing metric as 0, so this cannot pass without the gauge.)
+    let cache_size = testkit::wait::until(
+        "the contest cache gauge counts the contest",
+        std::time::Duration::from_secs(20),
+        || async {
+            let text = app
+                .http
+                .get(format!("{}/metrics", app.admin_url()))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            let size = sample(&text, "blitz_contest_cache_size ");
+            (size >= 1.0).then_some(size)
+        },
+    )
+    .await;
+    assert_eq!(cache_size, 1.0, "exactly the test's one contest");
 
     // An incoming X-Request-Id is kept; without one, a fresh id is made and returned.
     let traced = app

@@ -13,17 +13,24 @@ pub struct CommonConfig {
     )]
     pub database_url: String,
 
-    /// RabbitMQ connection string.
+    /// RabbitMQ connection string; several comma-separated URLs are the nodes of one cluster
+    /// (tried in order; after losing a node, the next one is tried first).
     #[arg(
         long,
         env = "AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        value_parser = parse_amqp_url
     )]
     pub amqp_url: String,
 
     /// Prefix of every exchange and queue name, so tests and tenants can be isolated.
     #[arg(long, env = "AMQP_PREFIX", default_value = "blitz")]
     pub amqp_prefix: String,
+
+    /// Replicas of each quorum queue when this process creates it (`x-quorum-initial-group-size`).
+    /// Unset or 0: one per node listed in `AMQP_URL`, at most 3. Existing queues keep theirs.
+    #[arg(long, env = "AMQP_QUORUM_GROUP_SIZE")]
+    pub amqp_quorum_group_size: Option<u32>,
 
     /// Log output: `pretty` for people, `json` for log shippers.
     #[arg(long, env = "LOG_FORMAT", default_value = "pretty")]
@@ -37,9 +44,18 @@ impl fmt::Debug for CommonConfig {
             .field("database_url", &redact_url(&self.database_url))
             .field("amqp_url", &redact_url(&self.amqp_url))
             .field("amqp_prefix", &self.amqp_prefix)
+            .field("amqp_quorum_group_size", &self.amqp_quorum_group_size)
             .field("log_format", &self.log_format)
             .finish()
     }
+}
+
+/// Checks `AMQP_URL` at start-up (one or more `amqp://` / `amqps://` URLs, comma-separated), so a
+/// typo stops the process with a message naming the variable instead of a reconnect loop.
+fn parse_amqp_url(raw: &str) -> Result<String, String> {
+    crate::amqp::Nodes::parse(raw)
+        .map(|_| raw.to_owned())
+        .map_err(|error| error.to_string())
 }
 
 /// Query parameters and key/value settings whose values are secrets (compared without case).
@@ -172,5 +188,12 @@ mod tests {
             let redacted = redact_url(url);
             assert!(!redacted.contains("hunter2"), "{url} → {redacted}");
         }
+    }
+
+    #[test]
+    fn amqp_url_lists_are_checked_at_start() {
+        assert!(parse_amqp_url("amqp://a:5672,amqp://b:5672").is_ok());
+        assert!(parse_amqp_url("").is_err());
+        assert!(parse_amqp_url("localhost:5672").is_err());
     }
 }

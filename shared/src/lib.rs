@@ -13,7 +13,8 @@
 //! - [`event`]: the versioned message the receiver publishes and the worker consumes.
 //! - [`config`]: the environment variables both binaries read.
 //! - [`db`]: connecting (creating the database if missing), migrations and the queries both sides run.
-//! - [`amqp`]: RabbitMQ connection and the topology (exchange, quorum queue, dead letters).
+//! - [`amqp`]: RabbitMQ node lists (`AMQP_URL`), connecting to a node that answers, and the
+//!   topology (exchange, quorum queue, dead letters).
 //! - [`retry`]: capped, jittered exponential backoff for reconnect and retry loops.
 //! - [`metrics`]: the Prometheus recorder and every metric name.
 //! - [`healthcheck`]: the container health probe both binaries offer as a subcommand.

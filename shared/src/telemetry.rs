@@ -13,8 +13,14 @@ pub enum LogFormat {
 
 /// Installs the global subscriber (idempotent: a second call is ignored, which tests rely on).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,lapin=warn,sqlx=warn"));
+    init_with_default(format, "info,lapin=warn,sqlx=warn");
+}
+
+/// [`init`] with another filter when `RUST_LOG` is unset (command-line tools print their own
+/// errors and keep the libraries quiet).
+pub fn init_with_default(format: LogFormat, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
         LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),

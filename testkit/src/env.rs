@@ -28,6 +28,10 @@ pub fn random_suffix(len: usize) -> String {
 /// One test's database and queue namespace.
 #[derive(Debug, Clone)]
 pub struct TestEnv {
+    /// Postgres server URL without a database ([`postgres_server`] unless the test has its own).
+    pub postgres: String,
+    /// `AMQP_URL` of this test ([`amqp_url`] unless the test has its own broker or cluster).
+    pub amqp: String,
     /// The database name (created by the first process that starts).
     pub database: String,
     /// `AMQP_PREFIX` of this test.
@@ -43,10 +47,18 @@ impl Default for TestEnv {
 }
 
 impl TestEnv {
-    /// Fresh, unique names.
+    /// Fresh, unique names on the shared servers.
     pub fn new() -> Self {
+        Self::on(&postgres_server(), &amqp_url())
+    }
+
+    /// Fresh, unique names on the given Postgres server (URL without a database) and broker
+    /// (`AMQP_URL`, one node or a cluster's list).
+    pub fn on(postgres: &str, amqp: &str) -> Self {
         let suffix = random_suffix(12);
         Self {
+            postgres: postgres.to_owned(),
+            amqp: amqp.to_owned(),
             database: format!("blitz_t_{suffix}"),
             amqp_prefix: format!("t_{suffix}"),
             admin_token: format!("admin-{suffix}"),
@@ -55,15 +67,16 @@ impl TestEnv {
 
     /// `DATABASE_URL` of this test.
     pub fn database_url(&self) -> String {
-        format!("{}/{}", postgres_server(), self.database)
+        format!("{}/{}", self.postgres, self.database)
     }
 
     /// Settings both binaries share.
     pub fn common(&self) -> CommonConfig {
         CommonConfig {
             database_url: self.database_url(),
-            amqp_url: amqp_url(),
+            amqp_url: self.amqp.clone(),
             amqp_prefix: self.amqp_prefix.clone(),
+            amqp_quorum_group_size: None,
             log_format: LogFormat::Pretty,
         }
     }
@@ -96,7 +109,6 @@ impl TestEnv {
             db_pool_size: 3,
             // The production default; tests of the pending-reversal race shorten it.
             pending_sweep_ms: 10_000,
-            failpoint: None,
         }
     }
 
@@ -104,7 +116,7 @@ impl TestEnv {
     pub fn process_env(&self) -> Vec<(String, String)> {
         vec![
             ("DATABASE_URL".into(), self.database_url()),
-            ("AMQP_URL".into(), amqp_url()),
+            ("AMQP_URL".into(), self.amqp.clone()),
             ("AMQP_PREFIX".into(), self.amqp_prefix.clone()),
             ("ADMIN_TOKEN".into(), self.admin_token.clone()),
             ("RUST_LOG".into(), "info,lapin=warn,sqlx=warn".into()),
@@ -120,7 +132,7 @@ impl TestEnv {
 
     /// Drops the database and the queues and exchanges (best effort).
     pub async fn cleanup(&self) {
-        if let Ok(pool) = sqlx::PgPool::connect(&format!("{}/postgres", postgres_server())).await {
+        if let Ok(pool) = sqlx::PgPool::connect(&format!("{}/postgres", self.postgres)).await {
             let _ = sqlx::query(&format!(
                 "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
                 self.database
@@ -128,6 +140,10 @@ impl TestEnv {
             .execute(&pool)
             .await;
         }
-        let _ = crate::broker::delete_topology(&self.amqp_prefix).await;
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            crate::broker::delete_topology_at(&self.amqp, &self.amqp_prefix),
+        )
+        .await;
     }
 }

@@ -384,6 +384,11 @@ impl Sender {
 }
 
 /// What Postgres holds for a plan, compared with what the sender was told was accepted.
+///
+/// Deliveries that never got a `200` are accounted for, not excluded: such an order may have
+/// reached the queue anyway (its confirm was lost with a connection, or came after the sender's
+/// timeout), so it may be recorded once or not at all, but never twice; the expected points are
+/// those of every order accepted or recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Audit {
     /// Deliveries answered `200` (duplicates included).
@@ -397,37 +402,52 @@ pub struct Audit {
     pub doubled: usize,
     /// Recorded purchases the plan does not contain.
     pub unexpected: usize,
+    /// Orders never accepted (every attempt failed until the sender gave up).
+    pub failed: usize,
+    /// Of those, the ones recorded all the same (published, but the `200` never arrived).
+    pub failed_but_recorded: usize,
     /// Points in the contest's entries.
     pub points: i64,
-    /// Points the accepted orders are worth, each counted once.
+    /// Points the accepted (or recorded) orders are worth, each counted once.
     pub expected_points: i64,
 }
 
+/// How long the queue must look drained, twice in a row this far apart, before the audit runs.
+const DRAIN_CONFIRMATION: Duration = Duration::from_millis(1500);
+
 impl Audit {
-    /// Waits (up to `timeout`) until every accepted order of `plan` is recorded in `contest_id`,
-    /// then audits. Returns the audit even if the wait timed out, so the caller can report what
-    /// was lost before failing.
-    pub async fn settled(
+    /// Waits until the events queue is drained, nothing ready and nothing unacknowledged as the
+    /// broker counts them (`counts` returns `(ready, unacked)`; `None` when it cannot be asked),
+    /// twice in a row, then audits. Only then can no redelivery or trailing duplicate still
+    /// change the totals. Panics if that does not happen within `timeout`, naming what was left.
+    pub async fn after_drain<F, Fut>(
         pool: &PgPool,
         contest_id: &str,
         plan: &Plan,
         report: &Report,
         timeout: Duration,
-    ) -> Self {
-        let accepted = report.accepted_orders().len() as i64;
-        let _ = tokio::time::timeout(
-            timeout,
-            crate::wait::until("every accepted order recorded", timeout * 2, || async {
-                let recorded: i64 =
-                    sqlx::query_scalar("SELECT COUNT(*) FROM purchases WHERE contest_id = $1")
-                        .bind(contest_id)
-                        .fetch_one(pool)
-                        .await
-                        .ok()?;
-                (recorded >= accepted).then_some(())
-            }),
-        )
-        .await;
+        mut counts: F,
+    ) -> Self
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<(u64, u64)>>,
+    {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = None;
+        let mut drained_once = false;
+        loop {
+            last = counts().await.or(last);
+            match last {
+                Some((0, 0)) if drained_once => break,
+                Some((0, 0)) => drained_once = true,
+                _ => drained_once = false,
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the events queue did not drain within {timeout:?}: (ready, unacked) = {last:?}"
+            );
+            tokio::time::sleep(DRAIN_CONFIRMATION).await;
+        }
         Self::now(pool, contest_id, plan, report).await
     }
 
@@ -443,6 +463,18 @@ impl Audit {
                 .collect();
         let planned: HashSet<&str> = plan.orders.iter().map(|o| o.order_id.as_str()).collect();
         let accepted = report.accepted_orders();
+        let failed: HashSet<&str> = report
+            .outcomes
+            .iter()
+            .map(|o| o.order_id.as_str())
+            .filter(|id| !accepted.contains(id))
+            .collect();
+        let failed_but_recorded = failed.iter().filter(|id| recorded.contains(**id)).count();
+        let owed: HashSet<&str> = accepted
+            .iter()
+            .copied()
+            .chain(planned.iter().copied().filter(|id| recorded.contains(*id)))
+            .collect();
 
         let per_order: HashMap<&str, i64> = plan
             .orders
@@ -482,24 +514,30 @@ impl Audit {
                 .iter()
                 .filter(|id| !planned.contains(id.as_str()))
                 .count(),
+            failed: failed.len(),
+            failed_but_recorded,
             points: entries.iter().map(|(_, points, _)| points).sum(),
-            expected_points: plan.expected_points_of(&accepted),
+            expected_points: plan.expected_points_of(&owed),
         }
     }
 
     /// The one-line summary the fault suite prints.
     pub fn line(&self, case: &str, recover: Duration) -> String {
         format!(
-            "FAULT case={case} sent={} awarded={} lost={} doubled={} recover_ms={}",
+            "FAULT case={case} sent={} awarded={} lost={} doubled={} failed={} \
+             failed_but_recorded={} recover_ms={}",
             self.sent,
             self.awarded,
             self.lost,
             self.doubled,
+            self.failed,
+            self.failed_but_recorded,
             recover.as_millis()
         )
     }
 
-    /// Panics unless nothing was lost, nothing doubled, and the points are exactly right.
+    /// Panics unless nothing was lost, nothing doubled, and the points are exactly right
+    /// (deliveries that never got a `200` included, see [`Audit`]).
     pub fn assert_exact(&self) {
         assert_eq!(self.lost, 0, "lost purchases: {self:?}");
         assert_eq!(self.doubled, 0, "doubled purchases: {self:?}");

@@ -46,10 +46,6 @@ pub struct WorkerConfig {
     /// is nothing to do.
     #[arg(long, env = "WORKER_PENDING_SWEEP_MS", default_value_t = 10_000)]
     pub pending_sweep_ms: u64,
-
-    /// Test-only fault injection (`exit_after_commit`: exit after the first commit, before the ack).
-    #[arg(long, env = "BLITZ_FAILPOINT", hide = true)]
-    pub failpoint: Option<String>,
 }
 
 impl WorkerConfig {

@@ -27,7 +27,7 @@ use lapin::{
     Channel,
 };
 use shared::{
-    amqp::{self, Topology},
+    amqp::{self, Connector, Nodes, Topology},
     db,
     event::{Envelope, Event},
     retry::Backoff,
@@ -45,7 +45,7 @@ use crate::{
     award::{award_batch, BatchOutcome},
     batch::{gather, Gathered},
     config::WorkerConfig,
-    failpoint::{self, Failpoint},
+    failpoint,
 };
 
 /// Longest wait to connect to the broker. lapin has no handshake timeout, so without this a
@@ -76,8 +76,6 @@ pub struct Consumer {
     pub pool: PgPool,
     /// Readiness flags.
     pub status: Arc<Status>,
-    /// Fault injection for tests.
-    pub failpoint: Option<Failpoint>,
 }
 
 /// Why a consume session ended.
@@ -89,15 +87,24 @@ enum SessionEnd {
 }
 
 impl Consumer {
-    /// Consumes until `stop` is cancelled, reconnecting as needed.
+    /// Consumes until `stop` is cancelled, reconnecting as needed: to the next node listed in
+    /// `AMQP_URL` that answers when the current one is lost.
     pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let nodes = match Nodes::parse(&self.config.common.amqp_url) {
+            Ok(nodes) => nodes,
+            Err(error) => {
+                // The configuration parser already refuses this.
+                tracing::error!(%error, "AMQP_URL is unusable; not consuming");
+                return;
+            }
+        };
+        let mut connector = Connector::new(nodes, "worker", OPEN_TIMEOUT);
         let mut backoff = Backoff::reconnect();
         loop {
-            match self.session(&stop, &mut backoff).await {
+            match self.session(&mut connector, &stop, &mut backoff).await {
                 Ok(SessionEnd::Stopped) => return,
-                Ok(SessionEnd::Lost(reason)) => {
-                    tracing::warn!(%reason, "lost the broker; reconnecting");
-                }
+                // Logged by the session, with the node.
+                Ok(SessionEnd::Lost(_)) => {}
                 Err(error) => tracing::warn!(%error, "cannot consume from the broker"),
             }
             self.status.consuming.store(false, Ordering::Release);
@@ -114,37 +121,46 @@ impl Consumer {
     /// One connection's worth of consuming.
     async fn session(
         self: &Arc<Self>,
+        connector: &mut Connector,
         stop: &CancellationToken,
         backoff: &mut Backoff,
     ) -> lapin::Result<SessionEnd> {
-        let connection = tokio::time::timeout(
-            OPEN_TIMEOUT,
-            amqp::connect(&self.config.common.amqp_url, "worker"),
-        )
+        let connected = connector.connect().await?;
+        let (connection, node) = (connected.connection, connected.address);
+        let subscribed = tokio::time::timeout(OPEN_TIMEOUT, async {
+            self.topology.ensure(&connection).await?;
+            let channel = connection.create_channel().await?;
+            // Prefetch bounds how many unacked messages the broker pushes us: memory stays flat
+            // whatever the queue depth, and the next batch is already local while one commits.
+            channel
+                .basic_qos(self.config.effective_prefetch(), BasicQosOptions::default())
+                .await?;
+            let consumer = channel
+                .basic_consume(
+                    self.topology.queue.as_str().into(),
+                    "".into(),
+                    // no_ack = false: a message leaves the queue only when we ack it after commit.
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            let stats_channel = connection.create_channel().await?;
+            Ok::<_, lapin::Error>((channel, consumer, stats_channel))
+        })
         .await
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        let channel = connection.create_channel().await?;
-        self.topology.declare(&channel).await?;
-        // Prefetch bounds how many unacked messages the broker pushes us: memory stays flat
-        // whatever the queue depth, and the next batch is already local while one commits.
-        channel
-            .basic_qos(self.config.effective_prefetch(), BasicQosOptions::default())
-            .await?;
-        let mut consumer = channel
-            .basic_consume(
-                self.topology.queue.as_str().into(),
-                "".into(),
-                // no_ack = false: a message leaves the queue only when we ack it after commit.
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()));
+        let (channel, mut consumer, stats_channel) = match subscribed {
+            Ok(subscribed) => subscribed,
+            Err(error) => {
+                amqp::close_quietly(&[], &connection, CLOSE_TIMEOUT).await;
+                return Err(error);
+            }
+        };
         self.status.consuming.store(true, Ordering::Release);
         metrics::counter!(names::BROKER_CONNECTS, "process" => "worker").increment(1);
-        let stats =
-            crate::queue_stats::spawn(connection.create_channel().await?, self.topology.clone());
+        let stats = crate::queue_stats::spawn(stats_channel.clone(), self.topology.clone());
         backoff.reset();
-        tracing::info!(queue = %self.topology.queue, "consuming");
+        tracing::info!(queue = %self.topology.queue, %node, "consuming");
 
         // Up to `concurrency` batches are settled at once, each in its own transaction: while one
         // waits on Postgres the next is already being written. Acks go through the window so a
@@ -203,22 +219,23 @@ impl Consumer {
         }
         self.status.consuming.store(false, Ordering::Release);
         stats.abort();
+        let _ = stats.await;
         if matches!(end, SessionEnd::Stopped) {
             // Stop deliveries first; anything prefetched but not yet taken is returned to the
             // queue by the broker when the channel closes.
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
-                let _ = channel
-                    .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-                    .await;
-                let _ = channel.close(200, "worker stopping".into()).await;
-            })
+            let _ = tokio::time::timeout(
+                CLOSE_TIMEOUT,
+                channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()),
+            )
             .await;
         }
-        let _ = tokio::time::timeout(
-            CLOSE_TIMEOUT,
-            connection.close(200, "worker closing".into()),
-        )
-        .await;
+        // Channels first, then the connection, each awaited: a quiet shutdown (and after a lost
+        // node, nothing to wait for: every step fails at once).
+        drop(consumer);
+        amqp::close_quietly(&[&stats_channel, &channel], &connection, CLOSE_TIMEOUT).await;
+        if let SessionEnd::Lost(reason) = &end {
+            tracing::warn!(%node, %reason, "lost the broker node");
+        }
         Ok(end)
     }
 
@@ -234,6 +251,10 @@ impl Consumer {
         let mut events: Vec<Event> = Vec::with_capacity(batch.len());
         let mut tags: Vec<u64> = Vec::with_capacity(batch.len());
         metrics::counter!(names::DELIVERIES).increment(batch.len() as u64);
+        failpoint::delivered(batch.iter().map(|delivery| {
+            let id = delivery.properties.message_id().as_ref();
+            (id.map_or("-", |id| id.as_str()), delivery.redelivered)
+        }));
         for delivery in &batch {
             match Envelope::from_bytes(&delivery.data) {
                 Ok(Envelope { event, .. }) => {
@@ -275,7 +296,7 @@ impl Consumer {
             match award_batch(&self.pool, events).await {
                 Ok(outcome) => {
                     self.status.database_down.store(false, Ordering::Release);
-                    failpoint::after_commit(self.failpoint);
+                    failpoint::after_commit();
                     record_batch(events, &outcome);
                     for &index in &outcome.unknown_contest {
                         tracing::error!(message_id = events[index].message_id(), contest_id = %events[index].contest_id(), "dead-lettering an event for an unknown contest");

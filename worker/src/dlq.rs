@@ -9,11 +9,18 @@
 //! has confirmed its republished copy, so a crash mid-replay loses nothing; at worst a message
 //! is republished twice, which awarding makes harmless. A message that still cannot be
 //! processed simply dies again.
+//!
+//! The commands only look: the queues and the exchange are checked passively, never declared,
+//! so a mistyped `AMQP_PREFIX` is "no such queue" (and a non-zero exit) rather than a freshly
+//! created, empty queue that says `0`.
 
 use std::fmt;
 
 use lapin::{
-    options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions},
+    options::{
+        BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions,
+        ExchangeDeclareOptions,
+    },
     types::{AMQPValue, FieldTable, ShortString},
     BasicProperties, Channel, Confirmation, Connection,
 };
@@ -98,9 +105,26 @@ impl fmt::Display for DeadLetter {
     }
 }
 
+/// Why a dead-letter command could not look at the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    /// The queue does not exist (wrong `AMQP_PREFIX`, or no service ever started on it).
+    #[error("no such queue: {0} (is AMQP_PREFIX right?)")]
+    NoSuchQueue(String),
+    /// The exchange replays go to does not exist.
+    #[error("no such exchange: {0} (is AMQP_PREFIX right?)")]
+    NoSuchExchange(String),
+    /// Any other broker failure.
+    #[error("broker error: {0}")]
+    Amqp(#[from] lapin::Error),
+}
+
 /// Why a replay stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
+    /// The queues or the exchange are not there; nothing was touched.
+    #[error(transparent)]
+    Missing(DlqError),
     /// The broker failed; dead letters not yet confirmed stay in the dead-letter queue.
     #[error("broker error after {replayed} replayed: {source}")]
     Amqp {
@@ -118,11 +142,11 @@ pub enum ReplayError {
 }
 
 /// Dead letters waiting (ready) in the dead-letter queue.
-pub async fn count(connection: &Connection, topology: &Topology) -> lapin::Result<u32> {
+pub async fn count(connection: &Connection, topology: &Topology) -> Result<u32, DlqError> {
     let channel = open(connection, topology).await?;
     let count = ready(&channel, &topology.dead_letter_queue).await;
     let _ = channel.close(200, "counted".into()).await;
-    count
+    Ok(count?)
 }
 
 /// Up to `limit` dead letters, oldest first, left in the queue: they are fetched unacked and
@@ -131,7 +155,7 @@ pub async fn list(
     connection: &Connection,
     topology: &Topology,
     limit: usize,
-) -> lapin::Result<Vec<DeadLetter>> {
+) -> Result<Vec<DeadLetter>, DlqError> {
     let channel = open(connection, topology).await?;
     let mut letters = Vec::new();
     while letters.len() < limit {
@@ -165,7 +189,12 @@ pub async fn replay(
 ) -> Result<usize, ReplayError> {
     let mut replayed = 0;
     let amqp = |replayed| move |source| ReplayError::Amqp { replayed, source };
-    let source = open(connection, topology).await.map_err(amqp(0))?;
+    let source = open(connection, topology)
+        .await
+        .map_err(ReplayError::Missing)?;
+    exchange_exists(connection, &topology.exchange)
+        .await
+        .map_err(ReplayError::Missing)?;
     let target = connection.create_channel().await.map_err(amqp(0))?;
     target
         .confirm_select(ConfirmSelectOptions::default())
@@ -234,11 +263,45 @@ pub async fn replay(
     Ok(replayed)
 }
 
-/// A channel with the topology declared (so the commands work against a fresh broker too).
-async fn open(connection: &Connection, topology: &Topology) -> lapin::Result<Channel> {
-    let channel = connection.create_channel().await?;
-    topology.declare(&channel).await?;
-    Ok(channel)
+/// A channel on which the dead-letter queue was found to exist (passive declare: nothing is
+/// created).
+async fn open(connection: &Connection, topology: &Topology) -> Result<Channel, DlqError> {
+    let probe = connection.create_channel().await?;
+    match shared::amqp::inspect(&probe, &topology.dead_letter_queue).await {
+        Ok(_) => Ok(probe),
+        // The failed passive declare closed the probe channel.
+        Err(error) if shared::amqp::is_not_found(&error) => {
+            Err(DlqError::NoSuchQueue(topology.dead_letter_queue.clone()))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Checks passively that `exchange` exists.
+async fn exchange_exists(connection: &Connection, exchange: &str) -> Result<(), DlqError> {
+    let probe = connection.create_channel().await?;
+    let passive = ExchangeDeclareOptions {
+        passive: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    match probe
+        .exchange_declare(
+            exchange.into(),
+            lapin::ExchangeKind::Direct,
+            passive,
+            FieldTable::default(),
+        )
+        .await
+    {
+        Ok(()) => {
+            let _ = probe.close(200, "checked".into()).await;
+            Ok(())
+        }
+        Err(error) if shared::amqp::is_not_found(&error) => {
+            Err(DlqError::NoSuchExchange(exchange.to_owned()))
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Ready messages in `queue`.

@@ -14,7 +14,7 @@
 //! - [`health`]: `/healthz`, `/readyz` and `/metrics`.
 //! - [`queue_stats`]: queue depth and consumer gauges from passive declares.
 //! - [`dlq`]: operator commands on the dead-letter queue: count, list, replay.
-//! - [`failpoint`]: test-only fault injection (inert unless configured).
+//! - [`failpoint`]: test-only hooks, compiled in only with the `failpoints` cargo feature.
 
 pub mod acks;
 pub mod award;
@@ -40,7 +40,6 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     config::WorkerConfig,
     consumer::{Consumer, Status},
-    failpoint::Failpoint,
 };
 
 /// How long start-up waits for Postgres before giving up.
@@ -84,14 +83,14 @@ pub async fn run(
         }
     });
 
+    failpoint::start();
     let sweeper = tokio::spawn(sweep::run(
         pool.clone(),
         config.pending_sweep(),
         stop.clone(),
     ));
     let consumer = Consumer {
-        topology: Topology::new(&config.common.amqp_prefix),
-        failpoint: Failpoint::parse(config.failpoint.as_deref()),
+        topology: Topology::for_config(&config.common),
         config,
         pool: pool.clone(),
         status,

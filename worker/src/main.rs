@@ -51,7 +51,14 @@ enum DlqCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    shared::telemetry::init(cli.config.common.log_format);
+    let operator_command = matches!(cli.command, Some(Command::Dlq { .. }));
+    if operator_command {
+        // An operator's command: its own answer on stdout/stderr, not lapin's log of the
+        // passive look at a missing queue.
+        shared::telemetry::init_with_default(cli.config.common.log_format, "warn,lapin=off");
+    } else {
+        shared::telemetry::init(cli.config.common.log_format);
+    }
     let result = match cli.command {
         Some(Command::Migrate) => shared::db::migrate_now(&cli.config.common.database_url)
             .await
@@ -65,7 +72,10 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "worker failed");
+            // Operator commands already said why on stderr; stdout stays the command's answer.
+            if !operator_command {
+                tracing::error!(error = format!("{error:#}"), "worker failed");
+            }
             ExitCode::FAILURE
         }
     }
@@ -78,7 +88,10 @@ async fn serve(config: WorkerConfig) -> anyhow::Result<()> {
 }
 
 async fn dlq(config: &WorkerConfig, command: DlqCommand) -> anyhow::Result<()> {
-    let connection = shared::amqp::connect(&config.common.amqp_url, "worker-dlq").await?;
+    let nodes = shared::amqp::Nodes::parse(&config.common.amqp_url)?;
+    let mut connector =
+        shared::amqp::Connector::new(nodes, "worker-dlq", std::time::Duration::from_secs(5));
+    let connection = connector.connect().await?.connection;
     let topology = shared::amqp::Topology::new(&config.common.amqp_prefix);
     let result = match command {
         DlqCommand::Count => worker::dlq::count(&connection, &topology)
@@ -96,6 +109,10 @@ async fn dlq(config: &WorkerConfig, command: DlqCommand) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::from)
         }
     };
-    let _ = connection.close(200, "dlq command done".into()).await;
+    shared::amqp::close_quietly(&[], &connection, std::time::Duration::from_secs(2)).await;
+    if let Err(error) = &result {
+        // For the operator at the terminal, whatever the log format.
+        eprintln!("worker dlq: {error:#}");
+    }
     result
 }

@@ -1,7 +1,9 @@
-//! RabbitMQ: connecting and the topology both binaries declare.
+//! RabbitMQ: the node list, connecting, and the topology both binaries declare.
 
+pub mod nodes;
 pub mod topology;
 
+pub use nodes::{Connector, Nodes};
 pub use topology::Topology;
 
 use lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -37,4 +39,41 @@ pub async fn inspect(channel: &lapin::Channel, queue: &str) -> lapin::Result<lap
 pub async fn connect(url: &str, name: &str) -> lapin::Result<Connection> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
     Connection::connect(url, properties).await
+}
+
+/// True when the broker answered `404 NOT_FOUND` (a passive declare of something missing).
+pub fn is_not_found(error: &lapin::Error) -> bool {
+    reply_code(error) == Some(404)
+}
+
+/// True when the broker answered `406 PRECONDITION_FAILED` (e.g. a redeclaration with other
+/// arguments).
+pub fn is_precondition_failed(error: &lapin::Error) -> bool {
+    reply_code(error) == Some(406)
+}
+
+fn reply_code(error: &lapin::Error) -> Option<u16> {
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => Some(amqp.get_id()),
+        _ => None,
+    }
+}
+
+/// Closes `channels`, then `connection`, each bounded by `timeout`, ignoring failures: the
+/// quiet, ordered shutdown. Dropping a channel while its connection closes makes lapin log an
+/// `ERROR` (its background close races the connection's), so every channel is closed and
+/// awaited first.
+pub async fn close_quietly(
+    channels: &[&lapin::Channel],
+    connection: &Connection,
+    timeout: std::time::Duration,
+) {
+    for channel in channels {
+        if channel.status().connected() {
+            let _ = tokio::time::timeout(timeout, channel.close(200, "closing".into())).await;
+        }
+    }
+    if connection.status().connected() {
+        let _ = tokio::time::timeout(timeout, connection.close(200, "closing".into())).await;
+    }
 }

@@ -19,6 +19,15 @@ use sqlx::{
 /// The migrations in `migrations/`, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// [`MIGRATOR`] as the services run it: migrations applied by a *newer* release are tolerated,
+/// so an older binary still starts during a rolling upgrade or after a rollback (migrations are
+/// additive; see docs/operations.md, *Rollback*). sqlx would otherwise refuse to start.
+fn migrator() -> sqlx::migrate::Migrator {
+    let mut migrator = sqlx::migrate!("../migrations");
+    migrator.set_ignore_missing(true);
+    migrator
+}
+
 /// Errors while connecting or migrating.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -77,7 +86,7 @@ pub fn lazy_pool(url: &str, settings: PoolSettings) -> Result<PgPool, SetupError
 /// lock while migrating, so concurrent starts of many processes apply each migration once.
 pub async fn prepare(url: &str, pool: &PgPool) -> Result<(), SetupError> {
     create_if_missing(url).await?;
-    MIGRATOR.run(pool).await?;
+    migrator().run(pool).await?;
     Ok(())
 }
 
