@@ -201,6 +201,7 @@ pub fn contest() -> Contest {
         rounding: Rounding::Nearest,
         purchase_tracking: true,
         accept_test_events: true,
+        sync_responses: false,
         referral: ReferralSettings::default(),
         exchange_rates: Default::default(),
         provider_secrets: ProviderSecrets::default(),

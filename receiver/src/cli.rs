@@ -376,6 +376,12 @@ fn render(contest: &Contest, base_url: &str, output: &Output, what: &str) -> Str
             "off"
         },
     ));
+    if contest.sync_responses {
+        out.push_str(
+            "  answers         synchronous: generic webhooks wait up to 3 s for the points \
+             (a sender's Prefer: wait=N overrides)\n",
+        );
+    }
     out.push_str(&format!("  webhook secret  {}\n", contest.webhook_secret));
     if let Some((_, expires_at)) = &contest.previous_webhook_secret {
         if *expires_at > Utc::now() {
@@ -567,6 +573,15 @@ mod tests {
         let json: Value = serde_json::from_str(&json).expect("JSON");
         assert_eq!(json["webhookSecret"], stored.webhook_secret.as_str());
         assert_eq!(json["pointsPerUnit"].to_string(), "2.5");
+        assert_eq!(json["syncResponses"], false);
+        assert!(!printed.contains("synchronous"), "{printed}");
+        let mut waiting = stored.clone();
+        waiting.sync_responses = true;
+        assert!(db::contests::update(&pool, &waiting).await.expect("update"));
+        let shown = run(parse(&["show", "summer"]), &config)
+            .await
+            .expect("shown");
+        assert!(shown.contains("answers         synchronous"), "{shown}");
 
         run(parse(&["rotate-secret", "summer"]), &config)
             .await

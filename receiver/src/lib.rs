@@ -17,6 +17,7 @@
 //! - [`contest_cache`]: contest settings in memory, kept fresh by LISTEN/NOTIFY and reloads.
 //! - [`publish`]: the self-healing, confirm-mode RabbitMQ publisher.
 //! - [`webhooks`]: the public endpoints.
+//! - [`sync`]: synchronous answers (`Prefer: wait`): waiting for the worker's outcome.
 //! - [`admin`]: the admin API (contests, entries, leaderboard).
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`openapi`]: the OpenAPI document of both listeners, served at `/openapi.json` (admin).
@@ -35,6 +36,7 @@ pub mod openapi;
 pub mod providers;
 pub mod publish;
 pub mod state;
+pub mod sync;
 pub mod webhooks;
 
 use std::{future::Future, sync::Arc, time::Duration};

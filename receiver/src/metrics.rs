@@ -10,13 +10,17 @@ use axum::{
 use shared::metrics as names;
 
 /// How a webhook request ended, attached to successful responses by the handlers so the request
-/// counter can tell `accepted` from `ignored` (everything else is counted by status code).
+/// counter can tell `accepted`, `answered` and `ignored` apart (everything else is counted by
+/// status code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome(pub &'static str);
 
 impl Outcome {
     /// The event was published and confirmed.
     pub const ACCEPTED: Outcome = Outcome("accepted");
+    /// The event was published and confirmed, and the worker's outcome is the answer (the
+    /// sender waited: `Prefer: wait`, or the contest's `syncResponses`).
+    pub const ANSWERED: Outcome = Outcome("answered");
     /// An authentic provider event that awards nothing.
     pub const IGNORED: Outcome = Outcome("ignored");
 }

@@ -9,6 +9,7 @@
 
 use std::{collections::BTreeMap, sync::OnceLock};
 
+use crate::sync::answer::{PurchaseAnswer, RefundAnswer, SignupAnswer};
 use axum::{http::header, response::IntoResponse};
 use serde::Serialize;
 use serde_json::json;
@@ -83,7 +84,7 @@ use utoipa::{
             ServiceUnavailable
         )
     ),
-    modifiers(&Listeners, &SecuritySchemes, &EdgeAnswers),
+    modifiers(&Listeners, &SecuritySchemes, &EdgeAnswers, &SyncAnswers),
 )]
 pub struct ApiDoc;
 
@@ -105,7 +106,9 @@ Every JSON answer has the envelope `{\"success\": true, \"data\": …}` or \
 an unknown path is `404` `not_found`, a method a path does not take is `405` \
 `method_not_allowed` with an `Allow` header (on every path, so it is not repeated per \
 operation), a path that does not percent-decode is `400` or `404`. A webhook `200` means \
-RabbitMQ has durably confirmed the event; the points are awarded asynchronously. `503` and \
+RabbitMQ has durably confirmed the event; the points are awarded asynchronously, unless the \
+sender asks to wait for them (`Prefer: wait=N`, or a contest with `syncResponses`: see \
+*Synchronous answers* on the purchase, signup and refund webhooks). `503` and \
 `429` answers carry `Retry-After` (except `admin_disabled`); `500` is never an answer to a \
 client's mistake.
 
@@ -297,6 +300,45 @@ impl Modify for EdgeAnswers {
                         .entry(status.to_owned())
                         .or_insert_with(|| reference(name));
                 }
+            }
+        }
+    }
+}
+
+/// The operations that take `Prefer: wait` (synchronous answers).
+const WAITING_OPERATIONS: [&str; 3] = ["receivePurchase", "receiveSignup", "receiveRefund"];
+
+/// Documents `Preference-Applied` on the `200` of every operation that can wait.
+struct SyncAnswers;
+
+impl Modify for SyncAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let header = HeaderBuilder::new()
+            .schema(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^wait=[1-4]$")),
+            )
+            .description(Some(
+                "`wait=N`, N as applied (capped at 4), when the request waited for the worker's \
+                 outcome: whether it came in time or the answer is `accepted`. Absent when the \
+                 request did not wait.",
+            ))
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let Some(operation) = item.post.as_mut() else {
+                continue;
+            };
+            let waits = operation
+                .operation_id
+                .as_deref()
+                .is_some_and(|id| WAITING_OPERATIONS.contains(&id));
+            if !waits {
+                continue;
+            }
+            if let Some(RefOr::T(ok)) = operation.responses.responses.get_mut("200") {
+                ok.headers
+                    .insert("Preference-Applied".to_owned(), header.clone());
             }
         }
     }
@@ -527,8 +569,9 @@ macro_rules! envelope {
 
 envelope! {
     WebhookAcceptedResponse => WebhookOutcome,
-    SignupAcceptedResponse => SignupAccepted,
-    RefundAcceptedResponse => ReversalAccepted,
+    PurchaseWebhookResponse => PurchaseWebhookAnswer,
+    SignupWebhookResponse => SignupWebhookAnswer,
+    RefundWebhookResponse => RefundWebhookAnswer,
     PurchaseRecordResponse => PurchaseRecord,
     ContestResponse => Contest,
     EntryCreatedResponse => EntryCreated,
@@ -878,6 +921,39 @@ pub enum WebhookOutcome {
     Ignored(EventIgnored),
 }
 
+/// The generic purchase webhook's `200`: the worker's outcome when the sender waited for it and
+/// it came in time, else what [`WebhookOutcome`] describes.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum PurchaseWebhookAnswer {
+    /// Recorded (the sender waited).
+    Recorded(PurchaseAnswer),
+    /// Durably queued, or (a Shopify delivery) ignored.
+    Queued(WebhookOutcome),
+}
+
+/// The signup webhook's `200`: the worker's outcome when the sender waited for it and it came in
+/// time, else `accepted`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum SignupWebhookAnswer {
+    /// Applied (the sender waited).
+    Recorded(SignupAnswer),
+    /// Durably queued.
+    Queued(SignupAccepted),
+}
+
+/// The refund webhook's `200`: what the reversal did when the sender waited for it and the
+/// outcome came in time, else `accepted`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum RefundWebhookAnswer {
+    /// Settled, or kept until its purchase is recorded (the sender waited).
+    Settled(RefundAnswer),
+    /// Durably queued.
+    Queued(ReversalAccepted),
+}
+
 /// A reversal (refund, cancellation, chargeback, or chargeback won) is durably held by RabbitMQ;
 /// the worker applies it once its purchase is recorded (at once if it already is).
 #[derive(Serialize, ToSchema)]
@@ -1054,6 +1130,9 @@ pub struct ContestSettings {
     pub purchase_tracking: Option<bool>,
     /// Stripe `livemode: false` and Shopify `test: true` events award; default true.
     pub accept_test_events: Option<bool>,
+    /// The generic purchase, signup and refund webhooks wait for the worker's outcome (as with
+    /// `Prefer: wait=3`) unless the sender states a `wait` of its own; default false.
+    pub sync_responses: Option<bool>,
     pub referral: Option<ReferralInput>,
     #[schema(schema_with = exchange_rates_input)]
     pub exchange_rates: Option<BTreeMap<String, String>>,
@@ -1112,6 +1191,9 @@ pub struct Contest {
     pub purchase_tracking: bool,
     /// Whether test-mode provider events award.
     pub accept_test_events: bool,
+    /// Whether the generic purchase, signup and refund webhooks wait for the worker's outcome
+    /// when the sender states no `wait`.
+    pub sync_responses: bool,
     pub referral: Referral,
     #[schema(schema_with = exchange_rates)]
     pub exchange_rates: BTreeMap<String, String>,
@@ -1417,17 +1499,26 @@ mod operations {
     /// `orders/cancelled` are reversals answered with a `reversalId`) and the answer may be
     /// `ignored`; else the body field `secret`. The same (contest, orderId) always yields the
     /// same `purchaseId`.
+    ///
+    /// Synchronous answers: with `Prefer: wait=N` (or at a contest with `syncResponses`, which
+    /// waits 3 s unless the sender states a `wait`), the receiver still answers only after the
+    /// broker's confirm, then waits up to N s (at most 4, and never past 4 s after the request
+    /// arrived) for the worker's committed outcome and answers it: `pointsAwarded`,
+    /// `alreadyExists`, `status`, `message` (`Preference-Applied: wait=N`). When it does not come
+    /// in time, the answer is the usual `accepted` (the event is safe either way). Shopify
+    /// deliveries never wait.
     #[utoipa::path(
         post,
         path = "/api/webhooks/purchase/{contestId}",
         tag = "webhooks",
         operation_id = "receivePurchase",
-        params(ContestIdParam, StandardWebhooksHeaders),
+        params(ContestIdParam, StandardWebhooksHeaders, PreferHeader),
         request_body(content = PurchaseRequest, content_type = "application/json"),
         responses(
-            (status = 200, description = "Durably queued (`accepted`: a purchase, or a Shopify \
-                refund or cancellation), or a Shopify delivery that changes nothing \
-                (`ignored`).", body = WebhookAcceptedResponse),
+            (status = 200, description = "Recorded (the sender waited and the outcome came in \
+                time), durably queued (`accepted`: a purchase, or a Shopify refund or \
+                cancellation), or a Shopify delivery that changes nothing (`ignored`).",
+                body = PurchaseWebhookResponse),
             (status = 400, response = BadRequest),
             (status = 401, response = Unauthorized),
             (status = 403, response = Forbidden),
@@ -1479,15 +1570,20 @@ mod operations {
     /// A person joins the contest, possibly with a friend's referral code. Authenticated like
     /// the purchase webhook (a Shopify signature is not accepted here). The worker creates the
     /// entry once per (contest, email) and pays the referral bonus once.
+    ///
+    /// Synchronous answers as for a purchase (`Prefer: wait=N`, or the contest's
+    /// `syncResponses`): the answer is then the referral bonus paid, `pointsAwarded: {advocate,
+    /// friend}`, and `alreadyExists`.
     #[utoipa::path(
         post,
         path = "/api/webhooks/signup/{contestId}",
         tag = "webhooks",
         operation_id = "receiveSignup",
-        params(ContestIdParam, StandardWebhooksHeaders),
+        params(ContestIdParam, StandardWebhooksHeaders, PreferHeader),
         request_body(content = SignupRequest, content_type = "application/json"),
         responses(
-            (status = 200, description = "Durably queued.", body = SignupAcceptedResponse),
+            (status = 200, description = "Applied (the sender waited and the outcome came in \
+                time), or durably queued (`accepted`).", body = SignupWebhookResponse),
             (status = 400, response = BadRequest),
             (status = 401, response = Unauthorized),
             (status = 404, response = NotFound),
@@ -1513,15 +1609,22 @@ mod operations {
     /// fields (400 naming the field) → publish with publisher confirm (503 + `Retry-After`) →
     /// 200. The order need not be known: the worker keeps the reversal and applies it once, when
     /// the purchase is recorded.
+    ///
+    /// Synchronous answers as for a purchase (`Prefer: wait=N`, or the contest's
+    /// `syncResponses`): the answer is then what the reversal did (`status` `applied`,
+    /// `pending` while the purchase is not recorded, `duplicate`, `currency_mismatch` or
+    /// `points_limit`; `pointsReversed`; the purchase's status after it).
     #[utoipa::path(
         post,
         path = "/api/webhooks/refund/{contestId}",
         tag = "webhooks",
         operation_id = "receiveRefund",
-        params(ContestIdParam, StandardWebhooksHeaders),
+        params(ContestIdParam, StandardWebhooksHeaders, PreferHeader),
         request_body(content = RefundRequest, content_type = "application/json"),
         responses(
-            (status = 200, description = "Durably queued.", body = RefundAcceptedResponse),
+            (status = 200, description = "Settled or kept pending (the sender waited and the \
+                outcome came in time), or durably queued (`accepted`).",
+                body = RefundWebhookResponse),
             (status = 400, response = BadRequest),
             (status = 401, response = Unauthorized),
             (status = 403, response = Forbidden),
@@ -1983,6 +2086,17 @@ pub struct StandardWebhooksHeaders {
     pub webhook_signature: Option<String>,
 }
 
+/// `Prefer` (RFC 7240) on the generic purchase, signup and refund webhooks.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct PreferHeader {
+    /// `wait=N`: wait up to N seconds (capped at 4) for the worker's outcome and answer it
+    /// instead of `accepted`; `wait=0` or `respond-async` answer at once even at a contest with
+    /// `syncResponses`. Comma-separated preferences, RFC 7240; anything malformed is ignored.
+    #[param(rename = "Prefer", example = "wait=3")]
+    pub prefer: Option<String>,
+}
+
 /// Where a looked-up purchase came from.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -2013,6 +2127,34 @@ mod tests {
             }
             assert_eq!(item.servers.is_some(), admin, "{path} servers");
         }
+    }
+
+    #[test]
+    fn exactly_the_waiting_operations_document_prefer_and_preference_applied() {
+        let spec = spec();
+        let mut waiting = Vec::new();
+        for item in spec.paths.paths.values() {
+            for operation in [&item.get, &item.post, &item.patch].into_iter().flatten() {
+                let prefer = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|parameter| parameter.name == "Prefer");
+                let applied = match operation.responses.responses.get("200") {
+                    Some(RefOr::T(ok)) => ok.headers.contains_key("Preference-Applied"),
+                    _ => false,
+                };
+                assert_eq!(prefer, applied, "{:?}", operation.operation_id);
+                if prefer {
+                    waiting.extend(operation.operation_id.clone());
+                }
+            }
+        }
+        waiting.sort();
+        assert_eq!(
+            waiting,
+            ["receivePurchase", "receiveRefund", "receiveSignup"]
+        );
     }
 
     #[test]

@@ -14,6 +14,16 @@
 //! confirm was still outstanding on the lost connection fail (lapin rejects every pending confirm
 //! when its channel dies) and are answered `503`, never `200`: the sender retries, and the
 //! event's deterministic purchase id makes a copy that did reach the queue harmless.
+//!
+//! The same channel carries synchronous answers back ([`crate::sync`]): when it opens, before
+//! any publish, it starts consuming RabbitMQ's direct reply-to pseudo-queue (no-ack, as direct
+//! reply-to requires), and a dispatcher task hands each reply to the request waiting under its
+//! correlation id. A request that waits publishes with `reply_to` and its correlation id
+//! ([`Publisher::publish_awaiting_reply`]); every other request publishes exactly as before. Direct
+//! reply-to works on a confirm-mode channel (RabbitMQ 3.10 checked), so it needs no queue of its
+//! own: replies go from the worker's channel straight to ours. When the connection is lost, the
+//! requests still waiting are answered `accepted` at once (their replies can no longer arrive),
+//! and the next connection's channel consumes the pseudo-queue again before it is used.
 
 use std::{
     sync::{
@@ -25,15 +35,20 @@ use std::{
 
 use futures::StreamExt;
 use lapin::{
-    options::{BasicPublishOptions, ConfirmSelectOptions},
-    Channel, Confirmation, Connection,
+    options::{BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions},
+    types::FieldTable,
+    BasicProperties, Channel, Confirmation, Connection,
 };
 use shared::{
     amqp::{self, topology::ROUTING_KEY, Connector, Nodes, Topology},
     event::Envelope,
+    outcome::{OutcomeMessage, REPLY_TO},
     retry::Backoff,
 };
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+use crate::sync::waiters::{Waiter, Waiters};
 
 /// Consecutive confirm timeouts after which the connection is presumed dead and replaced
 /// (a half-open TCP connection would otherwise only be noticed at the next heartbeat).
@@ -93,6 +108,18 @@ struct Inner {
     timeouts: AtomicU32,
     /// Asks the connection task to drop and replace the connection.
     reconnect: tokio::sync::Notify,
+    /// Requests waiting for their outcome (synchronous answers).
+    waiters: Arc<Waiters>,
+}
+
+/// One open connection: what [`Publisher::open`] sets up and the connection task tears down.
+struct Session {
+    /// The connection.
+    connection: Connection,
+    /// The node it is to.
+    node: String,
+    /// Hands replies that arrive on the channel to their waiting requests.
+    dispatcher: JoinHandle<()>,
 }
 
 impl Publisher {
@@ -112,6 +139,7 @@ impl Publisher {
                 timeout,
                 timeouts: AtomicU32::new(0),
                 reconnect: tokio::sync::Notify::new(),
+                waiters: Waiters::new(),
             }),
         };
         let task = tokio::spawn(publisher.clone().maintain(url, stop));
@@ -139,8 +167,38 @@ impl Publisher {
     /// Publishes one persistent event and waits for the broker's confirm, bounded by the timeout.
     /// `Ok` means the broker has the message durably (in a quorum queue: on a majority of nodes).
     pub async fn publish(&self, envelope: &Envelope) -> Result<(), PublishError> {
+        self.publish_with(envelope, amqp::message_properties(envelope))
+            .await
+    }
+
+    /// Like [`Publisher::publish`], for a request that waits for the event's outcome: registers
+    /// a waiter first (so its reply cannot arrive before anyone waits), then publishes with
+    /// `reply_to` (direct reply-to) and the waiter's correlation id. A failed publish drops the
+    /// waiter (it leaves the registry).
+    pub async fn publish_awaiting_reply(
+        &self,
+        envelope: &Envelope,
+    ) -> Result<Waiter, PublishError> {
+        let waiter = self.inner.waiters.register();
+        let properties = amqp::message_properties(envelope)
+            .with_reply_to(REPLY_TO.into())
+            .with_correlation_id(waiter.correlation_id().into());
+        self.publish_with(envelope, properties).await?;
+        Ok(waiter)
+    }
+
+    /// How many requests are waiting for their outcome.
+    pub fn waiting(&self) -> usize {
+        self.inner.waiters.len()
+    }
+
+    async fn publish_with(
+        &self,
+        envelope: &Envelope,
+        properties: BasicProperties,
+    ) -> Result<(), PublishError> {
         let started = std::time::Instant::now();
-        let result = self.publish_untimed(envelope).await;
+        let result = self.publish_untimed(envelope, properties).await;
         let label = match &result {
             Ok(()) => "confirmed",
             Err(PublishError::NotConnected) => "not_connected",
@@ -158,13 +216,16 @@ impl Publisher {
         result
     }
 
-    async fn publish_untimed(&self, envelope: &Envelope) -> Result<(), PublishError> {
+    async fn publish_untimed(
+        &self,
+        envelope: &Envelope,
+        properties: BasicProperties,
+    ) -> Result<(), PublishError> {
         let channel = self.current_channel().ok_or(PublishError::NotConnected)?;
         if self.inner.blocked.load(Ordering::Acquire) {
             return Err(PublishError::Blocked);
         }
         let payload = envelope.to_bytes();
-        let properties = amqp::message_properties(envelope);
         let exchange = self.inner.topology.exchange.as_str();
         let publish = async {
             let confirm = channel
@@ -246,7 +307,11 @@ impl Publisher {
                 session = self.open(&mut connector) => session,
             };
             match session {
-                Ok((connection, node)) => {
+                Ok(Session {
+                    connection,
+                    node,
+                    dispatcher,
+                }) => {
                     backoff.reset();
                     metrics::counter!(shared::metrics::BROKER_CONNECTS, "process" => "receiver")
                         .increment(1);
@@ -256,12 +321,21 @@ impl Publisher {
                     // connection, so the shutdown is quiet.
                     let channel = self.take_channel();
                     self.inner.blocked.store(false, Ordering::Release);
+                    // Their replies would come back on this channel: answer them now.
+                    let abandoned = self.inner.waiters.abandon_all();
+                    if abandoned > 0 {
+                        tracing::info!(
+                            abandoned,
+                            "waiting requests answered accepted: the broker connection is going"
+                        );
+                    }
                     amqp::close_quietly(
                         &channel.iter().collect::<Vec<_>>(),
                         &connection,
                         CLOSE_TIMEOUT,
                     )
                     .await;
+                    dispatcher.abort();
                     if stopped {
                         return;
                     }
@@ -278,9 +352,10 @@ impl Publisher {
         }
     }
 
-    /// Connects to a node, enables confirms, ensures the topology and installs the channel.
-    /// Each step is bounded: the connect per node, the rest by [`OPEN_TIMEOUT`].
-    async fn open(&self, connector: &mut Connector) -> lapin::Result<(Connection, String)> {
+    /// Connects to a node, enables confirms, starts consuming replies, ensures the topology and
+    /// installs the channel. Each step is bounded: the connect per node, the rest by
+    /// [`OPEN_TIMEOUT`].
+    async fn open(&self, connector: &mut Connector) -> lapin::Result<Session> {
         let connected = connector.connect().await?;
         let connection = connected.connection;
         let prepared = tokio::time::timeout(OPEN_TIMEOUT, async {
@@ -289,15 +364,33 @@ impl Publisher {
             channel
                 .confirm_select(ConfirmSelectOptions::default())
                 .await?;
-            Ok::<_, lapin::Error>(channel)
+            // Direct reply-to: consumed in no-ack mode on the channel requests are published on,
+            // before the channel is used.
+            let replies = channel
+                .basic_consume(
+                    REPLY_TO.into(),
+                    "".into(),
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..BasicConsumeOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+            Ok::<_, lapin::Error>((channel, replies))
         })
         .await
         .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()));
         match prepared {
-            Ok(channel) => {
+            Ok((channel, replies)) => {
                 self.inner.timeouts.store(0, Ordering::Relaxed);
+                let dispatcher = tokio::spawn(dispatch(replies, self.inner.waiters.clone()));
                 self.set_channel(Some(channel));
-                Ok((connection, connected.address))
+                Ok(Session {
+                    connection,
+                    node: connected.address,
+                    dispatcher,
+                })
             }
             Err(error) => {
                 amqp::close_quietly(&[], &connection, CLOSE_TIMEOUT).await;
@@ -344,6 +437,31 @@ impl Publisher {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Hands every reply that arrives on the channel to the request waiting under its correlation
+/// id, until the channel closes. A reply nobody waits for any more (the request timed out or
+/// went away) is dropped; one that cannot be read ends its request's wait at once (`accepted`).
+async fn dispatch(mut replies: lapin::Consumer, waiters: Arc<Waiters>) {
+    while let Some(Ok(reply)) = replies.next().await {
+        let correlation_id = reply
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map_or("", |id| id.as_str());
+        let unmatched = match OutcomeMessage::from_bytes(&reply.data) {
+            Ok(message) => (!waiters.deliver(correlation_id, message.outcome)).then_some("late"),
+            Err(error) => {
+                tracing::warn!(%error, "an outcome reply cannot be read; its request answers accepted");
+                waiters.cancel(correlation_id);
+                Some("undecodable")
+            }
+        };
+        if let Some(reason) = unmatched {
+            metrics::counter!(shared::metrics::SYNC_REPLIES_UNMATCHED, "reason" => reason)
+                .increment(1);
         }
     }
 }

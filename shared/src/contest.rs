@@ -63,6 +63,9 @@ pub struct Contest {
     pub purchase_tracking: bool,
     /// When false, Stripe `livemode: false` and Shopify `test: true` events are ignored.
     pub accept_test_events: bool,
+    /// When true, the generic purchase, signup and refund webhooks wait for the worker's
+    /// outcome (as with `Prefer: wait=3`) unless the sender says otherwise.
+    pub sync_responses: bool,
     /// Referral rewards.
     pub referral: ReferralSettings,
     /// Units of contest currency one unit of each other currency is worth.
@@ -137,6 +140,7 @@ mod tests {
             rounding: Rounding::Nearest,
             purchase_tracking: true,
             accept_test_events: true,
+            sync_responses: false,
             referral: Default::default(),
             exchange_rates: Default::default(),
             provider_secrets: Default::default(),

@@ -11,6 +11,8 @@
 //! - [`points`]: the one place points are computed: currency conversion and the contest's rounding.
 //! - [`contest`]: contest settings as both processes see them.
 //! - [`event`]: the versioned message the receiver publishes and the worker consumes.
+//! - [`outcome`]: the versioned reply the worker sends a receiver waiting for an event's outcome
+//!   (synchronous answers, over RabbitMQ's direct reply-to).
 //! - [`config`]: the environment variables both binaries read.
 //! - [`db`]: connecting (creating the database if missing), migrations and the queries both sides run.
 //! - [`amqp`]: RabbitMQ node lists (`AMQP_URL`), connecting to a node that answers, and the
@@ -30,6 +32,7 @@ pub mod healthcheck;
 pub mod ids;
 pub mod metrics;
 pub mod money;
+pub mod outcome;
 pub mod points;
 pub mod retry;
 pub mod shutdown;

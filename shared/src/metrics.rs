@@ -25,6 +25,21 @@ pub const CONTEST_CACHE_SIZE: &str = "blitz_contest_cache_size";
 pub const CONTEST_MISSES: &str = "blitz_contest_cache_misses_total";
 /// Requests refused with 429 because their client address had too many in flight.
 pub const ADDRESS_LIMIT_REFUSALS: &str = "blitz_address_limit_refusals_total";
+/// Synchronous requests (`Prefer: wait`, `syncResponses`) waiting for their outcome right now,
+/// on this receiver process: it goes up while requests wait and back to 0 when they are
+/// answered, time out or are abandoned by their client.
+pub const SYNC_WAITERS: &str = "blitz_sync_waiters";
+/// Synchronous requests answered, by `result`: `outcome` (the worker's outcome came in time),
+/// `timeout` (the usual `accepted` answer after the wait), `lost` (the broker connection was
+/// lost during the wait: `accepted` at once).
+pub const SYNC_ANSWERS: &str = "blitz_sync_answers_total";
+/// Outcome replies received by the receiver that no request was waiting for any more, by
+/// `reason`: `late` (the request had stopped waiting), `undecodable` (not an outcome this build
+/// understands).
+pub const SYNC_REPLIES_UNMATCHED: &str = "blitz_sync_replies_unmatched_total";
+/// Outcome replies the worker published for synchronous requests, by `result`: `sent`, or
+/// `failed` (the reply channel failed; the sender got `accepted`).
+pub const SYNC_REPLIES: &str = "blitz_sync_replies_total";
 /// Broker connections (re)established, by `process`.
 pub const BROKER_CONNECTS: &str = "blitz_broker_connects_total";
 /// Deliveries taken from the queue by the worker.

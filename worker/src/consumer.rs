@@ -2,7 +2,9 @@
 //! commit; reconnect with backoff whenever the broker goes away.
 //!
 //! Delivery handling, by outcome:
-//! - committed (recorded or duplicate) → acked, the whole batch with one `multiple` ack;
+//! - committed (recorded or duplicate) → acked, the whole batch with one `multiple` ack; a
+//!   delivery that asked for its outcome (a sender waiting for a synchronous answer) is sent it
+//!   after the commit, off the ack path ([`crate::reply`]);
 //! - cannot ever succeed (unparseable, unknown schema version, unknown contest, a row the
 //!   database refuses) → rejected without requeue, so RabbitMQ dead-letters it;
 //! - database unavailable → kept unacked and retried with capped, jittered backoff for as long
@@ -46,6 +48,7 @@ use crate::{
     batch::{gather, Gathered},
     config::WorkerConfig,
     failpoint,
+    reply::{Replier, ReplyTo},
 };
 
 /// Longest wait to connect to the broker. lapin has no handshake timeout, so without this a
@@ -145,11 +148,12 @@ impl Consumer {
                 )
                 .await?;
             let stats_channel = connection.create_channel().await?;
-            Ok::<_, lapin::Error>((channel, consumer, stats_channel))
+            let reply_channel = connection.create_channel().await?;
+            Ok::<_, lapin::Error>((channel, consumer, stats_channel, reply_channel))
         })
         .await
         .unwrap_or_else(|_| Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()));
-        let (channel, mut consumer, stats_channel) = match subscribed {
+        let (channel, mut consumer, stats_channel, reply_channel) = match subscribed {
             Ok(subscribed) => subscribed,
             Err(error) => {
                 amqp::close_quietly(&[], &connection, CLOSE_TIMEOUT).await;
@@ -166,6 +170,7 @@ impl Consumer {
         // waits on Postgres the next is already being written. Acks go through the window so a
         // batch that commits early is acked only once every earlier delivery is settled.
         let window = Arc::new(AckWindow::new(channel.clone()));
+        let replier = Replier::new(reply_channel.clone(), self.pool.clone());
         let slots = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let mut in_flight: JoinSet<lapin::Result<()>> = JoinSet::new();
         let end = loop {
@@ -190,11 +195,21 @@ impl Consumer {
             {
                 Gathered::Batch(batch) => {
                     window.gathered(batch.iter().map(|d| d.delivery_tag)).await;
-                    let (this, window, channel, task_stop) =
-                        (self.clone(), window.clone(), channel.clone(), stop.clone());
+                    let (this, window, channel, replier, task_stop) = (
+                        self.clone(),
+                        window.clone(),
+                        channel.clone(),
+                        replier.clone(),
+                        stop.clone(),
+                    );
                     in_flight.spawn(async move {
                         let _slot = slot;
-                        this.process(&window, &channel, batch, &task_stop).await
+                        let session = Session {
+                            window: &window,
+                            channel: &channel,
+                            replier: &replier,
+                        };
+                        this.process(&session, batch, &task_stop).await
                     });
                     if stop.is_cancelled() {
                         break SessionEnd::Stopped;
@@ -232,7 +247,12 @@ impl Consumer {
         // Channels first, then the connection, each awaited: a quiet shutdown (and after a lost
         // node, nothing to wait for: every step fails at once).
         drop(consumer);
-        amqp::close_quietly(&[&stats_channel, &channel], &connection, CLOSE_TIMEOUT).await;
+        amqp::close_quietly(
+            &[&reply_channel, &stats_channel, &channel],
+            &connection,
+            CLOSE_TIMEOUT,
+        )
+        .await;
         if let SessionEnd::Lost(reason) = &end {
             tracing::warn!(%node, %reason, "lost the broker node");
         }
@@ -243,13 +263,16 @@ impl Consumer {
     /// unacked is redelivered, which awarding makes harmless).
     async fn process(
         &self,
-        window: &AckWindow,
-        channel: &Channel,
+        session: &Session<'_>,
         batch: Vec<Delivery>,
         stop: &CancellationToken,
     ) -> lapin::Result<()> {
+        let Session {
+            window, channel, ..
+        } = *session;
         let mut events: Vec<Event> = Vec::with_capacity(batch.len());
         let mut tags: Vec<u64> = Vec::with_capacity(batch.len());
+        let mut asked: Vec<Option<ReplyTo>> = Vec::with_capacity(batch.len());
         metrics::counter!(names::DELIVERIES).increment(batch.len() as u64);
         failpoint::delivered(batch.iter().map(|delivery| {
             let id = delivery.properties.message_id().as_ref();
@@ -260,6 +283,7 @@ impl Consumer {
                 Ok(Envelope { event, .. }) => {
                     events.push(event);
                     tags.push(delivery.delivery_tag);
+                    asked.push(ReplyTo::of(&delivery.properties));
                 }
                 Err(error) => {
                     tracing::error!(%error, delivery_tag = delivery.delivery_tag, "dead-lettering an undecodable message");
@@ -275,20 +299,26 @@ impl Consumer {
         // The batch's span carries its purchase / entry ids, so every log line of the batch
         // (retries, dead letters, lost acks) names the events it concerns.
         let span = tracing::info_span!("batch", size = events.len(), ids = %batch_ids(&events));
-        self.settle(window, channel, &events, &tags, stop)
+        self.settle(session, &events, &tags, &asked, stop)
             .instrument(span)
             .await
     }
 
-    /// Awards `events` (delivered under `tags`) with retries, then acks or dead-letters them.
+    /// Awards `events` (delivered under `tags`) with retries, then acks or dead-letters them;
+    /// `asked[i]` is where event `i`'s outcome goes, for a delivery whose sender waits for it.
     async fn settle(
         &self,
-        window: &AckWindow,
-        channel: &Channel,
+        session: &Session<'_>,
         events: &[Event],
         tags: &[u64],
+        asked: &[Option<ReplyTo>],
         stop: &CancellationToken,
     ) -> lapin::Result<()> {
+        let Session {
+            window,
+            channel,
+            replier,
+        } = *session;
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(10));
         let mut attempts = 0u32;
         loop {
@@ -297,6 +327,9 @@ impl Consumer {
                 Ok(outcome) => {
                     self.status.database_down.store(false, Ordering::Release);
                     failpoint::after_commit();
+                    // Committed: the outcomes may be told (by a task of their own, so acks
+                    // never wait for them).
+                    replier.send(asked, &outcome.events, &outcome.awaited_reversals);
                     record_batch(events, &outcome);
                     for &index in &outcome.unknown_contest {
                         tracing::error!(message_id = events[index].message_id(), contest_id = %events[index].contest_id(), "dead-lettering an event for an unknown contest");
@@ -350,12 +383,12 @@ impl Consumer {
                     // One bad message must not hold back the others: settle them one by one,
                     // so only the culprit is dead-lettered.
                     tracing::warn!(%error, size = events.len(), "batch refused by the database; settling messages one by one");
-                    for (event, tag) in events.iter().zip(tags) {
+                    for ((event, tag), asked) in events.iter().zip(tags).zip(asked) {
                         Box::pin(self.settle(
-                            window,
-                            channel,
+                            session,
                             std::slice::from_ref(event),
                             std::slice::from_ref(tag),
+                            std::slice::from_ref(asked),
                             stop,
                         ))
                         .await?;
@@ -371,6 +404,17 @@ impl Consumer {
             }
         }
     }
+}
+
+/// What a batch task settles its deliveries with, for one broker session.
+#[derive(Clone, Copy)]
+struct Session<'a> {
+    /// Acks in tag order.
+    window: &'a AckWindow,
+    /// The consuming channel (rejects and requeues).
+    channel: &'a Channel,
+    /// Sends outcomes to deliveries that asked for them.
+    replier: &'a Arc<Replier>,
 }
 
 /// The error of the first in-flight batch that failed with a broker error, if any finished so.

@@ -11,6 +11,8 @@
 //! - [`award`]: the one transaction that records purchases and reversals and changes points.
 //! - [`sweep`]: the periodic sweep that applies reversals whose purchase committed concurrently.
 //! - [`outcome_metrics`]: metrics and logs of what each event came to.
+//! - [`reply`]: after commit, each event's outcome to the receiver waiting for it (synchronous
+//!   answers, over RabbitMQ's direct reply-to).
 //! - [`health`]: `/healthz`, `/readyz` and `/metrics`.
 //! - [`queue_stats`]: queue depth and consumer gauges from passive declares.
 //! - [`dlq`]: operator commands on the dead-letter queue: count, list, replay.
@@ -26,6 +28,7 @@ pub mod failpoint;
 pub mod health;
 pub mod outcome_metrics;
 pub mod queue_stats;
+pub mod reply;
 pub mod sweep;
 
 use std::{future::Future, sync::Arc, time::Duration};

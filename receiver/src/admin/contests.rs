@@ -72,6 +72,7 @@ pub async fn create_contest(
         rounding: Rounding::Nearest,
         purchase_tracking: true,
         accept_test_events: true,
+        sync_responses: false,
         referral: Default::default(),
         exchange_rates: Default::default(),
         provider_secrets: Default::default(),
@@ -211,6 +212,9 @@ fn apply_settings(fields: &Fields<'_>, contest: &mut Contest) -> Result<(), ApiE
     if let Some(flag) = fields.optional_bool("acceptTestEvents")? {
         contest.accept_test_events = flag;
     }
+    if let Some(flag) = fields.optional_bool("syncResponses")? {
+        contest.sync_responses = flag;
+    }
     if let Some(referral) = fields.optional_object("referral")? {
         if let Some(points) = referral.optional_i64("advocatePoints", 0..=MAX_BONUS)? {
             contest.referral.advocate_points = points;
@@ -286,6 +290,7 @@ pub fn contest_json(contest: &Contest, base_url: &str) -> Value {
         "rounding": contest.rounding,
         "purchaseTracking": contest.purchase_tracking,
         "acceptTestEvents": contest.accept_test_events,
+        "syncResponses": contest.sync_responses,
         "referral": {
             "advocatePoints": contest.referral.advocate_points,
             "friendPoints": contest.referral.friend_points,

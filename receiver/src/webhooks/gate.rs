@@ -77,7 +77,10 @@ impl Credentials {
 /// Middleware of the webhook routes: refuses what can be refused before the body is read.
 pub async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
     // The body stays aside, untouched, while the head is checked.
-    let (head, body) = request.into_parts();
+    let (mut head, body) = request.into_parts();
+    // A request that waits for its outcome budgets its answer time from here.
+    head.extensions
+        .insert(crate::sync::Arrival(tokio::time::Instant::now()));
     match check(&state, &head).await {
         Ok(()) => next.run(Request::from_parts(head, body)).await,
         Err(error) => error.into_response(),

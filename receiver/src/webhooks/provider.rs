@@ -175,7 +175,7 @@ pub async fn accept(
     let purchase = match provider.parse(headers, body, contest.accept_test_events) {
         Verdict::Award(purchase) => purchase,
         Verdict::Reverse(reversal) => {
-            return refund::accept(state, contest, provider.source(), reversal, now).await
+            return refund::accept(state, contest, provider.source(), reversal, now, None).await
         }
         Verdict::Ignored(reason) => {
             tracing::info!(contest_id = %contest.id, source = %provider.source(), %reason, "provider event ignored");

@@ -19,7 +19,7 @@ use shared::{
 
 use super::{
     provider::{self, Provider, Referral},
-    publish, resolve_contest,
+    resolve_contest,
 };
 use crate::{
     auth::{self, GenericCredential, ShopifyOrders},
@@ -27,12 +27,15 @@ use crate::{
     error::{success, ApiError},
     metrics::{with_outcome, Outcome},
     state::AppState,
+    sync::{self, Asked},
 };
 
-/// Receives one purchase: contest → authentication → tracking switch → body → publish → 200.
+/// Receives one purchase: contest → authentication → tracking switch → body → publish → 200
+/// (with the worker's outcome when the sender, or the contest, waits for it).
 pub async fn receive(
     State(state): State<AppState>,
     Path(contest_id): Path<String>,
+    asked: Asked,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
@@ -84,15 +87,18 @@ pub async fn receive(
         referral_codes: Vec::new(),
         payment_intent: None,
     }));
-    publish(&state, &envelope).await?;
+    let published = sync::publish(&state, &envelope, asked.wait(contest.sync_responses)).await?;
     tracing::info!(%purchase_id, contest_id = %contest.id, "purchase accepted");
-    Ok(with_outcome(
+    if let Some(answer) = published.purchase_answer(&order_id) {
+        return Ok(answer);
+    }
+    Ok(published.accepted(with_outcome(
         success(
             StatusCode::OK,
             json!({ "purchaseId": purchase_id, "orderId": order_id, "status": "accepted" }),
         ),
         Outcome::ACCEPTED,
-    ))
+    )))
 }
 
 /// Looks up a purchase by order id: 200 once the worker has recorded it, 404 before.

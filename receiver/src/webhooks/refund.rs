@@ -21,7 +21,7 @@ use shared::{
     money::{Currency, MoneyError, MAX_AMOUNT},
 };
 
-use super::{publish, resolve_contest};
+use super::resolve_contest;
 use crate::{
     auth::{self, ShopifyOrders},
     body::{parse_object, Fields, RawBody},
@@ -29,6 +29,7 @@ use crate::{
     metrics::{with_outcome, Outcome},
     providers::{ProviderReversal, MAX_REASON_CHARS},
     state::AppState,
+    sync::{self, Asked, Wait},
 };
 
 /// The refund id of a reversal that names none: the whole purchase (or its one chargeback).
@@ -49,6 +50,7 @@ pub const CHARGEBACK_WON_REASON: &str = "chargeback_won";
 pub async fn receive(
     State(state): State<AppState>,
     Path(contest_id): Path<String>,
+    asked: Asked,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
@@ -60,7 +62,8 @@ pub async fn receive(
     }
     let object = parse_object(&body)?;
     let reversal = parse_body(&Fields::new(&object))?;
-    accept(&state, &contest, Source::Api, reversal, now).await
+    let wait = asked.wait(contest.sync_responses);
+    accept(&state, &contest, Source::Api, reversal, now, wait).await
 }
 
 /// Validates a generic refund body field by field (every 400 names its field).
@@ -171,7 +174,9 @@ fn optional_refund_id(fields: &Fields<'_>) -> Result<Option<String>, ApiError> {
 
 /// Publishes a reversal of a purchase of `source` in `contest` and answers
 /// `200 {"reversalId", "orderId" | "paymentIntent", "refundId", "kind", "status": "accepted"}`
-/// once the broker has confirmed it (503 on any broker trouble).
+/// once the broker has confirmed it (503 on any broker trouble), or, with a `wait` whose outcome
+/// comes in time, what the reversal did ([`sync::answer::RefundAnswer`]). Provider events never
+/// wait (`None`).
 ///
 /// `reversalId` is derived from the dedupe key `(contest, source, target, refundId, kind)`, so a
 /// redelivered or repeated reversal carries the same id.
@@ -181,6 +186,7 @@ pub async fn accept(
     source: Source,
     reversal: ProviderReversal,
     now: DateTime<Utc>,
+    wait: Option<Wait>,
 ) -> Result<Response, ApiError> {
     let reversal_id = ReversalId::derive(
         &contest.id,
@@ -200,6 +206,11 @@ pub async fn accept(
         ReversalTarget::PaymentIntent(intent) => answer["paymentIntent"] = json!(intent),
     }
     let kind = reversal.kind;
+    let order_id = match &reversal.target {
+        ReversalTarget::OrderId(order_id) => Some(order_id.clone()),
+        ReversalTarget::PaymentIntent(_) => None,
+    };
+    let refund_id = reversal.refund_id.clone();
     let envelope = Envelope::new(Event::Reversal(ReversalEvent {
         reversal_id: reversal_id.clone(),
         contest_id: contest.id.clone(),
@@ -211,7 +222,7 @@ pub async fn accept(
         reason: reversal.reason,
         received_at: now,
     }));
-    publish(state, &envelope).await?;
+    let published = sync::publish(state, &envelope, wait).await?;
     tracing::info!(
         %reversal_id,
         contest_id = %contest.id,
@@ -219,10 +230,16 @@ pub async fn accept(
         kind = kind.as_str(),
         "reversal accepted"
     );
-    Ok(with_outcome(
+    let answered = order_id
+        .as_ref()
+        .and_then(|order_id| published.refund_answer(order_id, &refund_id, kind));
+    if let Some(answer) = answered {
+        return Ok(answer);
+    }
+    Ok(published.accepted(with_outcome(
         success(StatusCode::OK, answer),
         Outcome::ACCEPTED,
-    ))
+    )))
 }
 
 #[cfg(test)]

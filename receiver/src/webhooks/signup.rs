@@ -15,22 +15,25 @@ use shared::{
     ids::EntryId,
 };
 
-use super::{publish, resolve_contest};
+use super::resolve_contest;
 use crate::{
     auth::{self, ShopifyOrders},
     body::{parse_object, Fields, RawBody},
     error::{success, ApiError},
     metrics::{with_outcome, Outcome},
     state::AppState,
+    sync::{self, Asked},
 };
 
 /// Longest name, phone number or referral code accepted.
 const MAX_TEXT_CHARS: usize = 200;
 
-/// Receives one signup: contest → authentication → body → publish → 200 with the entry id.
+/// Receives one signup: contest → authentication → body → publish → 200 with the entry id (and
+/// the worker's outcome when the sender, or the contest, waits for it).
 pub async fn receive(
     State(state): State<AppState>,
     Path(contest_id): Path<String>,
+    asked: Asked,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
@@ -68,13 +71,16 @@ pub async fn receive(
         referral_code,
         received_at: now,
     }));
-    publish(&state, &envelope).await?;
+    let published = sync::publish(&state, &envelope, asked.wait(contest.sync_responses)).await?;
     tracing::info!(%entry_id, contest_id = %contest.id, "signup accepted");
-    Ok(with_outcome(
+    if let Some(answer) = published.signup_answer() {
+        return Ok(answer);
+    }
+    Ok(published.accepted(with_outcome(
         success(
             StatusCode::OK,
             json!({ "entryId": entry_id, "status": "accepted" }),
         ),
         Outcome::ACCEPTED,
-    ))
+    )))
 }

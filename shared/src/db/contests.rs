@@ -20,7 +20,7 @@ use crate::{
 const COLUMNS: &str = "id, name, currency, points_per_unit, rounding, purchase_tracking, \
     accept_test_events, referral_advocate_points, referral_friend_points, referral_points_per_unit, \
     exchange_rates, provider_secrets, webhook_secret, previous_webhook_secret, \
-    previous_secret_expires_at, created_at, updated_at";
+    previous_secret_expires_at, created_at, updated_at, sync_responses";
 
 /// Every contest (the receiver's cache is rebuilt from this).
 pub async fn load_all(db: impl PgExecutor<'_>) -> Result<Vec<Contest>, sqlx::Error> {
@@ -56,8 +56,9 @@ pub async fn insert(db: impl PgExecutor<'_>, contest: &Contest) -> Result<bool, 
         "INSERT INTO contests (id, name, currency, points_per_unit, rounding, purchase_tracking, \
          accept_test_events, referral_advocate_points, referral_friend_points, \
          referral_points_per_unit, exchange_rates, provider_secrets, webhook_secret, \
-         previous_webhook_secret, previous_secret_expires_at, updated_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+         previous_webhook_secret, previous_secret_expires_at, updated_at, sync_responses, \
+         created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
          ON CONFLICT (id) DO NOTHING",
     );
     let result = bind_settings(query, contest)
@@ -74,13 +75,13 @@ pub async fn update(db: impl PgExecutor<'_>, contest: &Contest) -> Result<bool, 
          purchase_tracking = $6, accept_test_events = $7, referral_advocate_points = $8, \
          referral_friend_points = $9, referral_points_per_unit = $10, exchange_rates = $11, \
          provider_secrets = $12, webhook_secret = $13, previous_webhook_secret = $14, \
-         previous_secret_expires_at = $15, updated_at = $16 WHERE id = $1",
+         previous_secret_expires_at = $15, updated_at = $16, sync_responses = $17 WHERE id = $1",
     );
     let result = bind_settings(query, contest).execute(db).await?;
     Ok(result.rows_affected() == 1)
 }
 
-/// Binds `$1` (id) to `$16` (updated_at): the columns insert and update share, in one order.
+/// Binds `$1` (id) to `$17` (sync_responses): the columns insert and update share, in one order.
 fn bind_settings<'q>(
     query: Query<'q, Postgres, PgArguments>,
     contest: &'q Contest,
@@ -103,6 +104,7 @@ fn bind_settings<'q>(
         .bind(previous.map(|(secret, _)| secret.as_str()))
         .bind(previous.map(|(_, expires_at)| *expires_at))
         .bind(contest.updated_at)
+        .bind(contest.sync_responses)
 }
 
 fn rates_to_json(rates: &BTreeMap<Currency, Decimal>) -> serde_json::Value {
@@ -153,6 +155,7 @@ fn from_row(row: &PgRow) -> Result<Contest, sqlx::Error> {
         rounding: Rounding::parse(&rounding).ok_or_else(|| decode_error("rounding"))?,
         purchase_tracking: row.try_get("purchase_tracking")?,
         accept_test_events: row.try_get("accept_test_events")?,
+        sync_responses: row.try_get("sync_responses")?,
         referral: ReferralSettings {
             advocate_points: row.try_get("referral_advocate_points")?,
             friend_points: row.try_get("referral_friend_points")?,

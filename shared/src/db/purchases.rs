@@ -63,3 +63,23 @@ pub async fn find(
     .fetch_optional(db)
     .await
 }
+
+/// The entry and current status of recorded purchases, by id: what the worker answers a sender
+/// that waits for a purchase it finds already recorded (read only for such senders, after the
+/// batch has committed, never on the award path).
+pub async fn current_states(
+    db: impl PgExecutor<'_>,
+    ids: &[&str],
+) -> Result<Vec<(PurchaseId, String, String)>, sqlx::Error> {
+    sqlx::query("SELECT id, entry_id, status FROM purchases WHERE id = ANY($1)")
+        .bind(ids)
+        .try_map(|row: PgRow| {
+            Ok((
+                PurchaseId::from_stored(row.try_get("id")?),
+                row.try_get("entry_id")?,
+                row.try_get("status")?,
+            ))
+        })
+        .fetch_all(db)
+        .await
+}

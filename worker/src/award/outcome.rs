@@ -68,30 +68,6 @@ pub struct ReversalOutcome {
     pub status: Option<PurchaseStatus>,
 }
 
-/// The fate of one reversal event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ReversalResult {
-    /// Applied now.
-    Applied,
-    /// Its purchase is not recorded yet: kept, and applied once when the purchase lands.
-    Pending,
-    /// Already recorded (a redelivery or a duplicate webhook): nothing changed.
-    Duplicate,
-    /// A refund in a currency other than the purchase's: recorded, nothing changed.
-    CurrencyMismatch,
-    /// It would take an entry beyond the points limit: recorded, nothing changed.
-    PointsLimit,
-}
-
-impl ReversalResult {
-    /// The name used in the database (for recorded ones), metrics and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReversalResult::Applied => "applied",
-            ReversalResult::Pending => "pending",
-            ReversalResult::Duplicate => "duplicate",
-            ReversalResult::CurrencyMismatch => "currency_mismatch",
-            ReversalResult::PointsLimit => "points_limit",
-        }
-    }
-}
+/// The fate of one reversal event (shared with the receiver, which answers it to senders that
+/// wait for it).
+pub use shared::outcome::ReversalResult;
