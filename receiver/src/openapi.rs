@@ -4,7 +4,9 @@
 //! mirrors of what they produce: one `ToSchema` struct per body, one documentation-only function
 //! per operation (in [`operations`]). Response schemas deny unknown properties, so a field added
 //! to a handler but not here makes the schemathesis run (`scripts/api-fuzz.sh`) fail instead of
-//! drifting silently. The document is served at `GET /openapi.json` on the admin listener and
+//! drifting silently. The synchronous answers (`Prefer: wait`) are the exception: their schemas
+//! are the handlers' own types ([`crate::sync::answer`]), serialised as they are served. The
+//! document is served at `GET /openapi.json` on the admin listener and
 //! checked in as `openapi.json` (`receiver openapi > openapi.json`; a test keeps the two equal).
 
 use std::{collections::BTreeMap, sync::OnceLock};
