@@ -237,7 +237,7 @@ mod tests {
     async fn a_cancelled_wait_ends_at_once_without_an_outcome() {
         let waiters = Waiters::new();
         let waiter = waiters.register();
-        assert!(waiters.cancel(&waiter.correlation_id().to_owned()));
+        assert!(waiters.cancel(waiter.correlation_id()));
         assert!(waiters.is_empty());
         assert_eq!(waiter.outcome(soon()).await, Ended::Abandoned);
     }
