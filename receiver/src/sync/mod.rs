@@ -130,13 +130,6 @@ impl Wait {
         (Instant::now() + Duration::from_secs(self.seconds)).min(self.budget_ends)
     }
 
-    /// Adds `Preference-Applied: wait=N` to `response`.
-    fn applied(&self, mut response: Response) -> Response {
-        if let Ok(value) = HeaderValue::from_str(&format!("wait={}", self.seconds)) {
-            response.headers_mut().insert(PREFERENCE_APPLIED, value);
-        }
-        response
-    }
 }
 
 /// A published event, and its outcome when the request waited and the outcome came in time.
@@ -196,6 +189,20 @@ pub async fn publish(
 }
 
 impl Published {
+    /// The worker's outcome, when the request waited and it came in time (for handlers that
+    /// build their answer themselves, with [`answer`]'s types).
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+
+    /// The `Preference-Applied` header the answer carries, when the request waited (whether the
+    /// outcome came or not).
+    pub fn preference_applied(&self) -> Option<(axum::http::HeaderName, HeaderValue)> {
+        let wait = self.wait?;
+        let value = HeaderValue::from_str(&format!("wait={}", wait.seconds)).ok()?;
+        Some((PREFERENCE_APPLIED, value))
+    }
+
     /// The synchronous answer to a purchase of `order_id`, when its outcome came in time.
     pub fn purchase_answer(&self, order_id: &OrderId) -> Option<Response> {
         match &self.outcome {
@@ -233,11 +240,11 @@ impl Published {
     }
 
     /// The usual `accepted` answer, marked `Preference-Applied` when the request waited.
-    pub fn accepted(&self, response: Response) -> Response {
-        match &self.wait {
-            Some(wait) => wait.applied(response),
-            None => response,
+    pub fn accepted(&self, mut response: Response) -> Response {
+        if let Some((name, value)) = self.preference_applied() {
+            response.headers_mut().insert(name, value);
         }
+        response
     }
 
     fn answer(&self, data: serde_json::Result<serde_json::Value>) -> Option<Response> {
