@@ -129,7 +129,6 @@ impl Wait {
     fn deadline(&self) -> Instant {
         (Instant::now() + Duration::from_secs(self.seconds)).min(self.budget_ends)
     }
-
 }
 
 /// A published event, and its outcome when the request waited and the outcome came in time.
