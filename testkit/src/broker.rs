@@ -67,7 +67,11 @@ pub async fn publish_raw(prefix: &str, payload: &[u8]) {
 pub async fn publish_events(prefix: &str, envelopes: &[Envelope]) {
     let (connection, channel) = channel().await;
     let topology = Topology::new(prefix);
-    topology.declare(&channel).await.expect("declare topology");
+    // As the services do: an existing queue (created with a group size) is used as it is.
+    topology
+        .ensure(&connection)
+        .await
+        .expect("declare topology");
     channel
         .confirm_select(Default::default())
         .await
