@@ -230,8 +230,7 @@ async fn execute_entry(command: EntryCommand, pool: &PgPool) -> anyhow::Result<S
             output,
         } => {
             let contest = load(pool, &contest).await?;
-            let request: PointsAdjustment =
-                parse(json!({ "points": points, "reason": reason }))?;
+            let request: PointsAdjustment = parse(json!({ "points": points, "reason": reason }))?;
             let data = ledger::adjust(
                 pool,
                 &contest,
@@ -265,7 +264,8 @@ async fn execute_entry(command: EntryCommand, pool: &PgPool) -> anyhow::Result<S
             output,
         } => {
             let contest = load(pool, &contest).await?;
-            let data = ledger::disqualify(pool, &contest, &entry_id(&contest, &entry)?, None).await?;
+            let data =
+                ledger::disqualify(pool, &contest, &entry_id(&contest, &entry)?, None).await?;
             Ok(render_entry(&data, &output))
         }
         EntryCommand::Erase {
@@ -412,7 +412,11 @@ async fn execute(command: ContestCommand, pool: &PgPool, base_url: &str) -> anyh
                     contest.name,
                     contest.points_per_unit,
                     contest.currency,
-                    if contest.purchase_tracking { "on" } else { "off" },
+                    if contest.purchase_tracking {
+                        "on"
+                    } else {
+                        "off"
+                    },
                 ));
             }
             out.push_str(&next_line(page.next.as_deref(), contests.is_empty()));
@@ -636,6 +640,96 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(error.to_string(), "entry not found");
+        pool.close().await;
+        env.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn list_pages_contests_and_entries_and_erase_forgets_the_person() {
+        let env = TestEnv::new();
+        let config = env.receiver_config();
+        for id in ["list-a", "list-b", "list-c"] {
+            run(parse(&["create", "--name", id, "--id", id]), &config)
+                .await
+                .expect("created");
+        }
+        let printed = run(parse(&["list", "--limit", "2"]), &config)
+            .await
+            .expect("listed");
+        assert!(
+            printed.contains("list-a") && printed.contains("list-b"),
+            "{printed}"
+        );
+        assert!(!printed.contains("list-c"), "{printed}");
+        assert!(printed.ends_with("more: --after list-b\n"), "{printed}");
+        let printed = run(parse(&["list", "--after", "list-b"]), &config)
+            .await
+            .expect("listed");
+        assert!(printed.starts_with("list-c "), "{printed}");
+        assert!(printed.ends_with("(last page)\n"), "{printed}");
+        let json = run(parse(&["list", "--limit", "1", "--json"]), &config)
+            .await
+            .expect("listed");
+        let json: Value = serde_json::from_str(&json).expect("JSON");
+        assert_eq!(json["next"], "list-a");
+        assert_eq!(
+            json["contests"][0]["webhookUrls"]["refund"],
+            "http://localhost:8080/api/webhooks/refund/list-a"
+        );
+        let error = run(parse(&["list", "--limit", "101"]), &config)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().starts_with("limit: "), "{error}");
+
+        let pool = env.pool().await;
+        let contest = load(&pool, "list-a").await.expect("stored");
+        for email in ["jane@example.com", "sam@example.com"] {
+            let mut tx = pool.begin().await.unwrap();
+            let email = Email::parse(email).unwrap();
+            db::entries::sign_up(
+                &mut tx,
+                &contest,
+                db::entries::Signup {
+                    email: &email,
+                    name: Some("A Name"),
+                    phone: None,
+                    referral_code: None,
+                },
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let printed = run_entry(parse_entry(&["list", "list-a"]), &config)
+            .await
+            .expect("listed");
+        assert_eq!(printed.matches("Entry ent_").count(), 2, "{printed}");
+        let printed = run_entry(
+            parse_entry(&["erase", "list-a", "Jane@Example.com"]),
+            &config,
+        )
+        .await
+        .expect("erased");
+        assert!(printed.contains("erased"), "{printed}");
+        let printed = run_entry(parse_entry(&["list", "list-a", "--json"]), &config)
+            .await
+            .expect("listed");
+        let json: Value = serde_json::from_str(&printed).expect("JSON");
+        assert_eq!(json["entries"].as_array().unwrap().len(), 1);
+        assert_eq!(json["entries"][0]["email"], "sam@example.com");
+        let error = run_entry(
+            parse_entry(&["erase", "list-a", "jane@example.com"]),
+            &config,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(error.to_string(), "entry not found");
+        let stored: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM entries WHERE email = 'jane@example.com'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(stored, 0);
         pool.close().await;
         env.cleanup().await;
     }

@@ -4,13 +4,13 @@
 //! `{"success": false, "error": {"code", "message", "field"?}}` ([`ErrorBody`]). Internal details are logged,
 //! never sent: a client sees a stable code and a message written for it.
 
-use axum::{
-    http::{header, HeaderValue, StatusCode},
-    response::{IntoResponse, Response},
-};
 use crate::{
     api::envelope::{ErrorBody, ErrorCode, ErrorDetail},
     auth::AuthFailure,
+};
+use axum::{
+    http::{header, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
 };
 
 /// Seconds a sender is asked to wait before retrying after a 503.

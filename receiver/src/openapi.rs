@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 
 use axum::{http::header, response::IntoResponse};
 use serde::Serialize;
+use shared::ids::Source;
 use utoipa::{
     openapi::{
         security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
@@ -24,7 +25,6 @@ use utoipa::{
     },
     Modify, OpenApi, ToSchema,
 };
-use shared::ids::Source;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{

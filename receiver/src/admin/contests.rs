@@ -440,7 +440,10 @@ pub async fn list(
 
 /// One page of contests: `after` must be a contest id (400 `after`), `limit` 1–100 (400
 /// `limit`). Shared by `GET /api/contests` and `receiver contest list`.
-pub async fn list_contests(db: &sqlx::PgPool, query: &PageQuery) -> Result<Page<Contest>, ApiError> {
+pub async fn list_contests(
+    db: &sqlx::PgPool,
+    query: &PageQuery,
+) -> Result<Page<Contest>, ApiError> {
     let paging = query.parse(|after| {
         ContestId::parse(after)
             .map(|_| ())
@@ -709,9 +712,21 @@ impl Settings {
         }
         if let Some(Object(secrets)) = self.provider_secrets {
             let slots = [
-                ("shopify", secrets.shopify, &mut contest.provider_secrets.shopify),
-                ("stripe", secrets.stripe, &mut contest.provider_secrets.stripe),
-                ("coinflow", secrets.coinflow, &mut contest.provider_secrets.coinflow),
+                (
+                    "shopify",
+                    secrets.shopify,
+                    &mut contest.provider_secrets.shopify,
+                ),
+                (
+                    "stripe",
+                    secrets.stripe,
+                    &mut contest.provider_secrets.stripe,
+                ),
+                (
+                    "coinflow",
+                    secrets.coinflow,
+                    &mut contest.provider_secrets.coinflow,
+                ),
             ];
             for (provider, change, slot) in slots {
                 match change {

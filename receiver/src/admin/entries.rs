@@ -340,7 +340,9 @@ pub async fn erase(
     Path((contest_id, entry_id)): Path<(String, String)>,
 ) -> Result<Reply<EntryErased>, ApiError> {
     let contest = super::load_contest(&state, &contest_id).await?;
-    Ok(Reply::ok(erase_entry(&state.db, &contest, &entry_id).await?))
+    Ok(Reply::ok(
+        erase_entry(&state.db, &contest, &entry_id).await?,
+    ))
 }
 
 /// Erases an entry (see [`db::entries::erase`]) in its own transaction, retried on transient

@@ -221,7 +221,10 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
                 formatter.write_str("an object")
             }
 
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
                 T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Object)
             }
         }
@@ -283,13 +286,18 @@ mod tests {
     #[test]
     fn each_type_refuses_other_json_types_with_its_message() {
         assert_eq!(read::<Text>(json!(5)).unwrap_err(), "must be a string");
-        assert!(read::<Text>(json!("a\u{0}b")).unwrap_err().contains("U+0000"));
+        assert!(read::<Text>(json!("a\u{0}b"))
+            .unwrap_err()
+            .contains("U+0000"));
         assert_eq!(read::<IdText>(json!(1.5)).unwrap_err(), "must be a string");
         assert_eq!(
             read::<IdText>(json!(820982911946154508_u64)).unwrap().0,
             "820982911946154508"
         );
-        assert_eq!(read::<Flag>(json!("true")).unwrap_err(), "must be true or false");
+        assert_eq!(
+            read::<Flag>(json!("true")).unwrap_err(),
+            "must be true or false"
+        );
         assert_eq!(
             read::<WholeNumber<0, 10>>(json!(11)).unwrap_err(),
             "must be a whole number from 0 to 10"
@@ -303,8 +311,7 @@ mod tests {
 
     #[test]
     fn decimals_keep_their_digits() {
-        let parsed: ExactDecimal =
-            serde_json::from_str("123456789012345.678").expect("a decimal");
+        let parsed: ExactDecimal = serde_json::from_str("123456789012345.678").expect("a decimal");
         assert_eq!(parsed.0.to_string(), "123456789012345.678");
         let sci: ExactDecimal = serde_json::from_str("1.5E-3").expect("a decimal");
         assert_eq!(sci.0.to_string(), "0.0015");

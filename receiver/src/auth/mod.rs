@@ -101,8 +101,7 @@ pub fn authenticate_generic(
             ));
         }
         let secret = contest.provider_secrets.shopify.as_deref();
-        return shopify::verify(headers, body, secret, now)
-            .map(|()| GenericCredential::Shopify);
+        return shopify::verify(headers, body, secret, now).map(|()| GenericCredential::Shopify);
     }
     let given = serde_json::from_slice::<serde_json::Value>(body)
         .ok()

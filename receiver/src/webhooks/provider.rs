@@ -270,8 +270,9 @@ pub async fn accept(
         Verdict::Award(purchase) => purchase,
         Verdict::Reverse(reversal) => {
             let reply = refund::accept(state, contest, provider.source(), reversal, now).await?;
-            return Ok(Reply::ok(WebhookAnswer::Reversal(reply.into_data()))
-                .outcome(Outcome::ACCEPTED));
+            return Ok(
+                Reply::ok(WebhookAnswer::Reversal(reply.into_data())).outcome(Outcome::ACCEPTED)
+            );
         }
         Verdict::Ignored(reason) => {
             tracing::info!(contest_id = %contest.id, source = %provider.source(), %reason, "provider event ignored");

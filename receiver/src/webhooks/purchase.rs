@@ -293,7 +293,10 @@ pub async fn lookup(
         .await?
         .ok_or(ApiError::NotFound("purchase"))?;
     let status = PurchaseStatus::parse(&record.status).ok_or_else(|| {
-        ApiError::Internal(anyhow::anyhow!("stored purchase status {:?}", record.status))
+        ApiError::Internal(anyhow::anyhow!(
+            "stored purchase status {:?}",
+            record.status
+        ))
     })?;
     Ok(Reply::ok(PurchaseRecord {
         purchase_id: record.id,

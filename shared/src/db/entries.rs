@@ -407,10 +407,12 @@ async fn lock_balances(
     tx: &mut PgConnection,
     ids: &[String],
 ) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as("SELECT id, points FROM entries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
-        .bind(ids)
-        .fetch_all(&mut *tx)
-        .await
+    sqlx::query_as(
+        "SELECT id, points FROM entries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+    )
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await
 }
 
 /// Creates an empty entry for `email` unless one exists; true when this call created it.
