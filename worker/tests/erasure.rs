@@ -343,6 +343,11 @@ async fn erasures_racing_worker_batches_lose_no_points_and_give_back_no_email() 
     }
     let erased: BTreeSet<_> = rows.iter().filter(|row| row.2).map(|row| &row.0).collect();
     assert!(erased.len() >= erasures_mid_stream, "{erased:?}");
+    eprintln!(
+        "{erasures_mid_stream} erasures while purchases were awarded; {} erased entries, {} live",
+        erased.len(),
+        live.len()
+    );
     assert_books_balance(&pool).await;
     // Nothing was dead-lettered: a batch that met an erasure was retried, not refused.
     let topology = Topology::new(&prefix);
