@@ -11,10 +11,11 @@ use crate::ids::{ContestId, PurchaseId};
 pub struct PurchaseRecord {
     /// The derived purchase id.
     pub id: PurchaseId,
-    /// The buyer's entry.
-    pub entry_id: String,
-    /// The buyer's normalised email.
-    pub email: String,
+    /// The buyer's entry; `None` once that entry was erased (the purchase is unlinked from the
+    /// person, though it still counts in the erased entry's books).
+    pub entry_id: Option<String>,
+    /// The buyer's normalised email; `None` once the buyer's entry was erased.
+    pub email: Option<String>,
     /// The amount as sent.
     pub amount: Decimal,
     /// The currency as sent.
@@ -39,7 +40,8 @@ pub async fn find(
     id: &PurchaseId,
 ) -> Result<Option<PurchaseRecord>, sqlx::Error> {
     sqlx::query(
-        "SELECT p.id, p.entry_id, e.email, p.amount, p.currency, p.points_awarded, p.status, \
+        "SELECT p.id, CASE WHEN e.erased_at IS NULL THEN p.entry_id END AS entry_id, \
+         e.email, p.amount, p.currency, p.points_awarded, p.status, \
          p.refunded_amount, p.points_reversed, p.recorded_at \
          FROM purchases p JOIN entries e ON e.id = p.entry_id \
          WHERE p.contest_id = $1 AND p.id = $2",

@@ -143,9 +143,14 @@ impl Targets {
             );
         }
         let found: Vec<&str> = targets.by_id.keys().map(String::as_str).collect();
+        // Locked (their purchases are, so no two transactions contend here): an erasure renames
+        // the advocate's entry and cascades to these rows, so it waits for this transaction
+        // rather than leaving it an advocate id that no longer exists by the time entries are
+        // locked.
         let credits: Vec<(String, String, i64, i64)> = sqlx::query_as(
             "SELECT purchase_id, advocate_entry_id, points, points_reversed \
-             FROM referral_credits WHERE purchase_id = ANY($1)",
+             FROM referral_credits WHERE purchase_id = ANY($1) \
+             ORDER BY purchase_id FOR NO KEY UPDATE",
         )
         .bind(&found)
         .fetch_all(&mut *tx)
