@@ -129,6 +129,7 @@ curl -fsS "$public/api/webhooks/purchase/$contest_id/A-1" -H "X-Webhook-Secret: 
 # The refund webhook takes the same secret: check it answers before fuzzing it (every public
 # operation gets the secret in X-Webhook-Secret below, so refunds are fuzzed past authentication).
 curl -fsS -X POST "$public/api/webhooks/refund/$contest_id" -H "X-Webhook-Secret: $secret" \
+    -H 'content-type: application/json' \
     -d '{"orderId": "A-0", "refundId": "R-0", "amount": "1.00", "reason": "fuzz set-up"}' >/dev/null
 
 config="$work/schemathesis.toml"
