@@ -406,6 +406,11 @@ impl Expected {
 /// points awarded, points reversed.
 type PurchaseRow = (String, String, String, String, String, i64, i64);
 
+/// A reversal as Postgres holds it: order id, refund id, kind, status, whether it was applied
+/// in a later transaction than the one that recorded it (held), the purchase it was applied to,
+/// the points it took back.
+type ReversalRow = (String, String, String, String, bool, Option<String>, i64);
+
 /// What Postgres (and the API) holds after a mixed plan, compared with the expected state.
 #[derive(Debug, Clone, Default)]
 pub struct MixedAudit {
@@ -484,8 +489,7 @@ impl MixedAudit {
         .fetch_all(pool)
         .await
         .expect("read purchases");
-        let reversals: Vec<(String, String, String, String, bool, Option<String>, i64)> =
-            sqlx::query_as(
+        let reversals: Vec<ReversalRow> = sqlx::query_as(
                 "SELECT COALESCE(order_id, ''), refund_id, kind, status, \
                  settled_at IS NOT NULL AND settled_at <> recorded_at, purchase_id, points_reversed \
                  FROM reversals WHERE contest_id = $1",

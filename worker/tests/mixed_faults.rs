@@ -219,7 +219,8 @@ fn reversal_ids<'a>(ids: impl IntoIterator<Item = &'a String>) -> usize {
 /// (a) A worker is SIGKILLed mid-stream with purchases and reversals in hand; a replacement
 /// takes over. What the dead worker held unacked is redelivered, what it had committed changes
 /// nothing again. Premise: the sender was still sending, and the replacement got messages the
-/// broker marks redelivered (the dead worker was the only consumer before it).
+/// broker marks redelivered (the dead worker was the only consumer before it), reversals among
+/// them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_stream_worker_killed_mid_stream_then_replaced() {
     let system = System::start().await;
@@ -258,6 +259,10 @@ async fn mixed_stream_worker_killed_mid_stream_then_replaced() {
     assert!(
         !redelivered.is_empty(),
         "premise: the killed worker held unacknowledged messages"
+    );
+    assert!(
+        reversal_ids(&redelivered) > 0,
+        "premise: reversals were among the messages it held"
     );
 }
 
