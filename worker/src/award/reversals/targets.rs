@@ -8,6 +8,7 @@ use shared::{
     ids::PurchaseId,
     points::AwardStatus,
 };
+use rust_decimal::Decimal;
 use sqlx::Row;
 
 use super::{super::rule::ReversalState, Claimed};
@@ -133,7 +134,9 @@ impl Targets {
                         currency: row.try_get("currency")?,
                         award_status: AwardStatus::parse(award_status)
                             .unwrap_or(AwardStatus::Awarded),
-                        refunded: row.try_get("refunded_amount")?,
+                        partial_sum: Decimal::ZERO,
+                        cumulative_max: Decimal::ZERO,
+                        fully_refunded: false,
                         chargebacks: BTreeSet::new(),
                         won: BTreeSet::new(),
                     },
@@ -155,9 +158,11 @@ impl Targets {
         .bind(&found)
         .fetch_all(&mut *tx)
         .await?;
-        let chargebacks: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT purchase_id, kind, refund_id FROM reversals WHERE purchase_id = ANY($1) \
-             AND status = 'applied' AND kind <> 'refund'",
+        // Every reversal applied so far, folded into the state again: the refunded total is a
+        // function of the set of refunds, whatever order they came in.
+        let applied: Vec<(String, String, String, String, Option<Decimal>)> = sqlx::query_as(
+            "SELECT purchase_id, kind, refund_id, amount_type, amount FROM reversals \
+             WHERE purchase_id = ANY($1) AND status = 'applied'",
         )
         .bind(&found)
         .fetch_all(&mut *tx)
@@ -172,13 +177,9 @@ impl Targets {
                 });
             }
         }
-        for (purchase, kind, refund_id) in chargebacks {
+        for (purchase, kind, refund_id, amount_type, amount) in applied {
             if let Some(target) = targets.by_id.get_mut(&purchase) {
-                if kind == "chargeback" {
-                    target.state.chargebacks.insert(refund_id);
-                } else {
-                    target.state.won.insert(refund_id);
-                }
+                target.state.restore(&kind, refund_id, &amount_type, amount);
             }
         }
         Ok(targets)
