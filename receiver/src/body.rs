@@ -10,7 +10,8 @@ use axum::{
     http::{header, HeaderMap, StatusCode},
 };
 use rust_decimal::Decimal;
-use serde_json::{Map, Value};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::error::ApiError;
 
@@ -109,192 +110,68 @@ pub fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
     Err(ApiError::UnsupportedMediaType(quoted))
 }
 
-/// Parses an optional body: empty (or only whitespace) and JSON `null` are an empty object,
-/// anything else must be a JSON object.
-pub fn parse_optional_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
-        return Ok(Map::new());
+/// Reads a webhook body into `T`: unknown fields are ignored (webhook bodies are written by other
+/// systems), and the first invalid field is `400` naming it (dotted for nested fields).
+///
+/// The typed parse runs straight from the bytes; only a refused body is read a second time, as a
+/// JSON value with its path tracked, to name the field that failed. A body that is not JSON, or
+/// not a JSON object, is `400 invalid_json`.
+pub fn lenient<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // A derived struct also reads an array of its fields in order; a body must be an object.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(match object(bytes) {
+            Ok(_) => ApiError::MalformedJson("expected a JSON object".into()),
+            Err(error) => error,
+        });
     }
-    parse_object(bytes)
+    match serde_json::from_slice::<T>(bytes) {
+        Ok(body) => Ok(body),
+        Err(_) => tracked(object(bytes)?),
+    }
 }
 
-/// Parses a body that must be a JSON object.
-pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
+/// Reads an admin body into `T`, whose types refuse unknown fields (`deny_unknown_fields`): an
+/// unknown or misspelled field, nested ones included, is `400` naming it
+/// (`referral.advocatePont`), like any invalid field, so a typo never silently changes nothing.
+pub fn strict<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // The same reading as `lenient`; strictness lives in the types.
+    lenient(bytes)
+}
+
+/// [`strict`] for a body that may be left out: no body (or only whitespace) and JSON `null` read
+/// as `{}`.
+pub fn strict_or_empty<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
+        return strict(b"{}");
+    }
+    strict(bytes)
+}
+
+/// The body as a JSON object, or `400 invalid_json`.
+fn object(bytes: &[u8]) -> Result<Value, ApiError> {
     match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(object)) => Ok(object),
+        Ok(value @ Value::Object(_)) => Ok(value),
         Ok(_) => Err(ApiError::MalformedJson("expected a JSON object".into())),
         Err(error) => Err(ApiError::MalformedJson(error.to_string())),
     }
 }
 
-/// Typed access to the fields of a JSON object, with `field` errors named after their path.
-pub struct Fields<'a> {
-    object: &'a Map<String, Value>,
-    path: String,
-}
-
-impl<'a> Fields<'a> {
-    /// Fields of a top-level object.
-    pub fn new(object: &'a Map<String, Value>) -> Self {
-        Self {
-            object,
-            path: String::new(),
-        }
-    }
-
-    /// The full name of `key` for error messages (`referral.advocatePoints`).
-    pub fn name(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_owned()
+/// Reads `T` from a JSON value, tracking where it is, so a refusal names the field: `400` with
+/// `field` the dotted path and the field type's own message.
+fn tracked<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let field = error.path().to_string();
+        // Deserialised from a value, not text: the message carries no line and column.
+        let message = error.into_inner().to_string();
+        if field == "." {
+            ApiError::MalformedJson(message)
         } else {
-            format!("{}.{key}", self.path)
+            ApiError::field(field, message)
         }
-    }
-
-    /// The value of `key`, treating JSON `null` as absent.
-    pub fn get(&self, key: &str) -> Option<&'a Value> {
-        self.object.get(key).filter(|value| !value.is_null())
-    }
-
-    /// A required value.
-    pub fn required(&self, key: &str) -> Result<&'a Value, ApiError> {
-        self.get(key)
-            .ok_or_else(|| ApiError::field(self.name(key), "is required"))
-    }
-
-    /// A required string.
-    pub fn required_str(&self, key: &str) -> Result<&'a str, ApiError> {
-        self.optional_str(key)?
-            .ok_or_else(|| ApiError::field(self.name(key), "is required"))
-    }
-
-    /// An optional string. U+0000 is refused: Postgres cannot store it in text, so it would
-    /// otherwise fail later (a 500 here, a dead-lettered event in the worker).
-    pub fn optional_str(&self, key: &str) -> Result<Option<&'a str>, ApiError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::String(text)) if text.contains('\0') => Err(ApiError::field(
-                self.name(key),
-                "must not contain the NUL character (U+0000)",
-            )),
-            Some(Value::String(text)) => Ok(Some(text)),
-            Some(_) => Err(ApiError::field(self.name(key), "must be a string")),
-        }
-    }
-
-    /// A required identifier sent as a string or an integer (order numbers often are integers;
-    /// the integer's digits are kept exactly, however large).
-    pub fn required_id(&self, key: &str) -> Result<String, ApiError> {
-        match self.required(key)? {
-            Value::String(text) => Ok(text.clone()),
-            Value::Number(number) if number.is_u64() || number.is_i64() => Ok(number.to_string()),
-            _ => Err(ApiError::field(self.name(key), "must be a string")),
-        }
-    }
-
-    /// An optional boolean.
-    pub fn optional_bool(&self, key: &str) -> Result<Option<bool>, ApiError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Bool(flag)) => Ok(Some(*flag)),
-            Some(_) => Err(ApiError::field(self.name(key), "must be true or false")),
-        }
-    }
-
-    /// An optional whole number in `range`.
-    pub fn optional_i64(
-        &self,
-        key: &str,
-        range: std::ops::RangeInclusive<i64>,
-    ) -> Result<Option<i64>, ApiError> {
-        let Some(value) = self.get(key) else {
-            return Ok(None);
-        };
-        let message = format!(
-            "must be a whole number from {} to {}",
-            range.start(),
-            range.end()
-        );
-        match value.as_i64() {
-            Some(number) if range.contains(&number) => Ok(Some(number)),
-            _ => Err(ApiError::field(self.name(key), message)),
-        }
-    }
-
-    /// An exact decimal sent as a JSON number or a string (never rounded through a float).
-    pub fn decimal(&self, key: &str, value: &Value) -> Result<Decimal, ApiError> {
-        let text = match value {
-            Value::Number(number) => number.to_string(),
-            Value::String(text) => text.clone(),
-            _ => {
-                return Err(ApiError::field(
-                    self.name(key),
-                    "must be a number or a decimal string",
-                ));
-            }
-        };
-        shared::money::parse_decimal(&text)
-            .map_err(|error| ApiError::field(self.name(key), error.to_string()))
-    }
-
-    /// An optional decimal within `[min, max]`.
-    pub fn optional_decimal(
-        &self,
-        key: &str,
-        min: Decimal,
-        max: Decimal,
-    ) -> Result<Option<Decimal>, ApiError> {
-        let Some(value) = self.get(key) else {
-            return Ok(None);
-        };
-        let number = self.decimal(key, value)?;
-        if number < min || number > max {
-            return Err(ApiError::field(
-                self.name(key),
-                format!("must be from {min} to {max}"),
-            ));
-        }
-        Ok(Some(number))
-    }
-
-    /// A nested object, if present.
-    pub fn optional_object(&self, key: &str) -> Result<Option<Fields<'a>>, ApiError> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(Value::Object(object)) => Ok(Some(Fields {
-                object,
-                path: self.name(key),
-            })),
-            Some(_) => Err(ApiError::field(self.name(key), "must be an object")),
-        }
-    }
-
-    /// Refuses any field not in `known` (strict admin bodies: a typo must not silently change
-    /// nothing): 400 naming the first unknown field.
-    pub fn only(&self, known: &[&str]) -> Result<(), ApiError> {
-        match self
-            .object
-            .keys()
-            .find(|key| !known.contains(&key.as_str()))
-        {
-            Some(unknown) => Err(ApiError::field(
-                self.name(unknown),
-                format!(
-                    "is not a known field (expected one of: {})",
-                    known.join(", ")
-                ),
-            )),
-            None => Ok(()),
-        }
-    }
-
-    /// The underlying map (for maps of arbitrary keys such as `exchangeRates`).
-    pub fn entries(&self) -> impl Iterator<Item = (&'a String, &'a Value)> {
-        self.object.iter()
-    }
+    })
 }
 
-/// Turns an exact decimal into a JSON number without going through a float.
+/// Turns an exact decimal into a JSON number without going through a float (`1.50` → `1.5`).
 pub fn decimal_to_json(value: Decimal) -> Value {
     value
         .normalize()
@@ -308,51 +185,103 @@ pub fn decimal_to_json(value: Decimal) -> Value {
 mod tests {
     use super::*;
 
-    #[test]
-    fn decimals_keep_their_digits_both_ways() {
-        let object = parse_object(
-            br#"{"amount": 79.99, "big": 123456789012345.678, "sci": 1.5E-3, "long": 12345678901234567890.123}"#,
-        )
-        .unwrap();
-        let fields = Fields::new(&object);
-        let amount = fields.decimal("amount", &object["amount"]).unwrap();
-        assert_eq!(amount.to_string(), "79.99");
-        let big = fields.decimal("big", &object["big"]).unwrap();
-        assert_eq!(big.to_string(), "123456789012345.678");
-        let sci = fields.decimal("sci", &object["sci"]).unwrap();
-        assert_eq!(sci.to_string(), "0.0015");
-        assert_eq!(decimal_to_json(amount).to_string(), "79.99");
-        // More digits than we keep: refused, naming the field, never rounded.
-        let error = fields.decimal("long", &object["long"]).unwrap_err();
-        assert!(matches!(error, ApiError::InvalidField { field, .. } if field == "long"));
+    use serde::Deserialize;
+
+    use crate::api::fields::{ExactDecimal, IdText, Object, Text, WholeNumber};
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Loose {
+        #[serde(default)]
+        name: Option<Text>,
+        #[serde(default)]
+        amount: Option<ExactDecimal>,
+        #[serde(default)]
+        order_id: Option<IdText>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    #[allow(dead_code)] // read only to be refused
+    struct Strict {
+        #[serde(default)]
+        points: Option<WholeNumber<0, 10>>,
+        #[serde(default)]
+        referral: Option<Object<Nested>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    #[allow(dead_code)] // read only to be refused
+    struct Nested {
+        #[serde(default)]
+        advocate_points: Option<WholeNumber<0, 10>>,
+    }
+
+    fn field(error: ApiError) -> String {
+        match error {
+            ApiError::InvalidField { field, .. } => field,
+            other => panic!("expected an invalid field, got {other:?}"),
+        }
     }
 
     #[test]
-    fn nested_errors_name_the_path() {
-        let object = parse_object(br#"{"referral": {"advocatePoints": "x"}}"#).unwrap();
-        let fields = Fields::new(&object);
-        let referral = fields.optional_object("referral").unwrap().unwrap();
-        let error = referral.optional_i64("advocatePoints", 0..=10).unwrap_err();
+    fn decimals_and_ids_keep_their_digits() {
+        let body: Loose =
+            lenient(br#"{"amount": 79.99, "orderId": 820982911946154508, "unknown": [1, 2]}"#)
+                .unwrap();
+        assert_eq!(body.amount.unwrap().0.to_string(), "79.99");
+        assert_eq!(body.order_id.unwrap().0, "820982911946154508");
+        assert!(body.name.is_none());
+        assert_eq!(decimal_to_json(Decimal::new(150, 2)).to_string(), "1.5");
+        let error = lenient::<Loose>(br#"{"amount": 12345678901234567890.123}"#).unwrap_err();
+        assert_eq!(field(error), "amount");
+    }
+
+    #[test]
+    fn errors_name_the_field_and_keep_its_message() {
+        let error = lenient::<Loose>(br#"{"name": 5}"#).unwrap_err();
         assert!(
-            matches!(error, ApiError::InvalidField { field, .. } if field == "referral.advocatePoints")
+            matches!(&error, ApiError::InvalidField { field, message } if field == "name" && message == "must be a string"),
+            "{error:?}"
+        );
+        let error = strict::<Strict>(br#"{"referral": {"advocatePoints": "x"}}"#).unwrap_err();
+        assert_eq!(field(error), "referral.advocatePoints");
+        // A nested object sent as an array of its fields is refused, naming it.
+        let error = strict::<Strict>(br#"{"referral": [1]}"#).unwrap_err();
+        assert!(
+            matches!(&error, ApiError::InvalidField { field, message } if field == "referral" && message.contains("an object")),
+            "{error:?}"
         );
     }
 
     #[test]
-    fn strings_with_nul_are_invalid_fields() {
-        let object = parse_object(br#"{"name": "a\u0000b", "ok": "ab"}"#).unwrap();
-        let fields = Fields::new(&object);
-        for error in [
-            fields.required_str("name").unwrap_err(),
-            fields.optional_str("name").unwrap_err(),
-        ] {
-            assert!(matches!(error, ApiError::InvalidField { field, .. } if field == "name"));
+    fn strict_bodies_name_unknown_fields_nested_too() {
+        assert_eq!(
+            field(strict::<Strict>(br#"{"pointz": 1}"#).unwrap_err()),
+            "pointz"
+        );
+        let error = strict::<Strict>(br#"{"referral": {"advocatePont": 1}}"#).unwrap_err();
+        assert!(
+            matches!(&error, ApiError::InvalidField { field, message } if field == "referral.advocatePont" && message.contains("advocatePoints")),
+            "{error:?}"
+        );
+        // Lenient bodies ignore them.
+        assert!(lenient::<Loose>(br#"{"pointz": 1}"#).is_ok());
+    }
+
+    #[test]
+    fn bodies_that_are_not_objects_are_invalid_json() {
+        for body in [&b"[]"[..], b"5", b"not json", b"{", b""] {
+            let error = lenient::<Loose>(body).unwrap_err();
+            assert!(
+                matches!(error, ApiError::MalformedJson(_)),
+                "{body:?}: {error:?}"
+            );
         }
-        assert_eq!(fields.required_str("ok").unwrap(), "ab");
-        assert!(matches!(
-            fields.required_str("missing").unwrap_err(),
-            ApiError::InvalidField { message, .. } if message == "is required"
-        ));
+        assert!(strict_or_empty::<Strict>(b" \n").is_ok());
+        assert!(strict_or_empty::<Strict>(b" null ").is_ok());
+        assert!(strict_or_empty::<Strict>(b"[]").is_err());
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -428,27 +357,5 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(error.status_code(), StatusCode::PAYLOAD_TOO_LARGE);
-    }
-
-    #[test]
-    fn unknown_fields_are_named() {
-        let object = parse_object(br#"{"points": 1, "reasn": "typo"}"#).unwrap();
-        let error = Fields::new(&object)
-            .only(&["points", "reason"])
-            .unwrap_err();
-        assert!(matches!(error, ApiError::InvalidField { field, .. } if field == "reasn"));
-        assert!(Fields::new(&object).only(&["points", "reasn"]).is_ok());
-        assert!(parse_optional_object(b" \n").unwrap().is_empty());
-        assert!(parse_optional_object(b" null ").unwrap().is_empty());
-        assert!(parse_optional_object(b"[]").is_err());
-    }
-
-    #[test]
-    fn large_integer_ids_keep_every_digit() {
-        let object = parse_object(br#"{"id": 820982911946154508}"#).unwrap();
-        assert_eq!(
-            Fields::new(&object).required_id("id").unwrap(),
-            "820982911946154508"
-        );
     }
 }

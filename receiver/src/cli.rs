@@ -1,25 +1,32 @@
-//! Operator subcommands of the `receiver` binary: `receiver contest create | show | rotate-secret`
-//! and `receiver entry ledger | adjust | disqualify | reinstate`.
+//! Operator subcommands of the `receiver` binary: `receiver contest create | list | show |
+//! rotate-secret` and `receiver entry list | ledger | adjust | disqualify | reinstate | erase`.
 //!
 //! They work on the database directly (`DATABASE_URL`; created and migrated if needed), so no
 //! receiver has to be running and no admin token is involved. Running receivers pick a change
-//! up through the contests table's LISTEN/NOTIFY trigger, like any admin API write. Creation
-//! goes through the admin API's own validation ([`create_contest`]), so both paths accept and
-//! default exactly the same settings; the `entry` commands call the admin API's own functions
-//! ([`receiver::admin::ledger`]) with the body the API would get.
+//! up through the contests table's LISTEN/NOTIFY trigger, like any admin API write. Every
+//! command calls the admin API's own functions with the body the API would get, read by the
+//! same strict parser ([`receiver::body::strict`]): both paths accept, default and refuse
+//! exactly the same way, and `--json` prints the API's own answer types.
 
 use anyhow::Context;
 use chrono::Utc;
 use clap::Subcommand;
 use receiver::{
     admin::{
-        contests::{contest_json, create_contest, grace_period, rotate_contest_secret},
-        ledger,
+        contests::{
+            create_contest, list_contests, rotate_contest_secret, ContestCreate, ContestView,
+            RotateSecret,
+        },
+        entries::{erase_entry, list_entries, EntryView},
+        ledger::{self, Disqualification, Ledger, PointsAdjustment},
+        paging::PageQuery,
     },
+    body,
     config::ReceiverConfig,
     error::ApiError,
 };
-use serde_json::{Map, Value};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
 use shared::{
     contest::Contest,
     db,
@@ -49,6 +56,13 @@ pub enum ContestCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// List contests in id order, a page at a time (as `GET /api/contests`).
+    List {
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Print a contest's settings, webhook URLs and secret.
     Show {
         /// Contest id.
@@ -71,10 +85,20 @@ pub enum ContestCommand {
     },
 }
 
-/// `receiver entry …`: an entry's ledger and operators' actions on it. `ENTRY` is an entry id
-/// (`ent_…`) or the entry's email address.
+/// `receiver entry …`: a contest's entries, an entry's ledger and operators' actions on it.
+/// `ENTRY` is an entry id (`ent_…`) or the entry's email address.
 #[derive(Debug, Subcommand)]
 pub enum EntryCommand {
+    /// List a contest's entries in id order, a page at a time (as
+    /// `GET /api/contests/{id}/entries`).
+    List {
+        /// Contest id.
+        contest: String,
+        #[command(flatten)]
+        page: PageArgs,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Print the entry's points and every change of them, oldest first.
     Ledger {
         /// Contest id.
@@ -124,6 +148,36 @@ pub enum EntryCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Erase the entry at the person's request (as `DELETE /api/contests/{id}/entries/{entryId}`):
+    /// email, name and phone are gone; points totals stay.
+    Erase {
+        /// Contest id.
+        contest: String,
+        /// Entry id or email address.
+        entry: String,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+/// Which page of a list.
+#[derive(Debug, clap::Args)]
+pub struct PageArgs {
+    /// Rows per page, 1–100 [default: 25].
+    #[arg(long)]
+    limit: Option<String>,
+    /// The `next` printed by the previous page.
+    #[arg(long)]
+    after: Option<String>,
+}
+
+impl PageArgs {
+    fn query(self) -> PageQuery {
+        PageQuery {
+            limit: self.limit,
+            after: self.after,
+        }
+    }
 }
 
 /// Runs an `entry` subcommand and returns what to print.
@@ -136,6 +190,24 @@ pub async fn run_entry(command: EntryCommand, config: &ReceiverConfig) -> anyhow
 
 async fn execute_entry(command: EntryCommand, pool: &PgPool) -> anyhow::Result<String> {
     match command {
+        EntryCommand::List {
+            contest,
+            page,
+            output,
+        } => {
+            let contest = load(pool, &contest).await?;
+            let page = list_entries(pool, &contest, &page.query()).await?;
+            let entries: Vec<EntryView> = page.items.iter().map(EntryView::from).collect();
+            if output.json {
+                return Ok(pretty(&json!({ "entries": entries, "next": page.next })));
+            }
+            let mut out = String::new();
+            for entry in &entries {
+                out.push_str(&render_entry(entry, &output));
+            }
+            out.push_str(&next_line(page.next.as_deref(), entries.is_empty()));
+            Ok(out)
+        }
         EntryCommand::Ledger {
             contest,
             entry,
@@ -158,14 +230,12 @@ async fn execute_entry(command: EntryCommand, pool: &PgPool) -> anyhow::Result<S
             output,
         } => {
             let contest = load(pool, &contest).await?;
-            let mut body = Map::new();
-            body.insert("points".into(), points.into());
-            body.insert("reason".into(), reason.into());
+            let request: PointsAdjustment = parse(json!({ "points": points, "reason": reason }))?;
             let data = ledger::adjust(
                 pool,
                 &contest,
                 &entry_id(&contest, &entry)?,
-                &body,
+                request,
                 idempotency_key.as_deref(),
             )
             .await?;
@@ -182,8 +252,9 @@ async fn execute_entry(command: EntryCommand, pool: &PgPool) -> anyhow::Result<S
             if let Some(reason) = reason {
                 body.insert("reason".into(), reason.into());
             }
+            let request: Disqualification = parse(Value::Object(body))?;
             let data =
-                ledger::disqualify(pool, &contest, &entry_id(&contest, &entry)?, &body, true)
+                ledger::disqualify(pool, &contest, &entry_id(&contest, &entry)?, Some(request))
                     .await?;
             Ok(render_entry(&data, &output))
         }
@@ -193,17 +264,33 @@ async fn execute_entry(command: EntryCommand, pool: &PgPool) -> anyhow::Result<S
             output,
         } => {
             let contest = load(pool, &contest).await?;
-            let data = ledger::disqualify(
-                pool,
-                &contest,
-                &entry_id(&contest, &entry)?,
-                &Map::new(),
-                false,
-            )
-            .await?;
+            let data =
+                ledger::disqualify(pool, &contest, &entry_id(&contest, &entry)?, None).await?;
             Ok(render_entry(&data, &output))
         }
+        EntryCommand::Erase {
+            contest,
+            entry,
+            output,
+        } => {
+            let contest = load(pool, &contest).await?;
+            let erased = erase_entry(pool, &contest, &entry_id(&contest, &entry)?).await?;
+            Ok(if output.json {
+                pretty(&erased)
+            } else {
+                format!(
+                    "Entry {} erased: email, name and phone removed; its points stay in the \
+                     contest's totals\n",
+                    erased.entry_id
+                )
+            })
+        }
     }
+}
+
+/// Reads a body the command built through the admin API's strict parser.
+fn parse<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    body::strict(body.to_string().as_bytes())
 }
 
 /// An entry id as given, or derived from an email address.
@@ -215,26 +302,33 @@ fn entry_id(contest: &Contest, raw: &str) -> anyhow::Result<String> {
     Ok(raw.to_owned())
 }
 
-fn pretty(data: &Value) -> String {
-    let mut text = serde_json::to_string_pretty(data).expect("JSON values serialise");
+fn pretty(data: &impl Serialize) -> String {
+    let mut text = serde_json::to_string_pretty(data).expect("answers serialise");
     text.push('\n');
     text
 }
 
-/// An entry after a change, as one line (or the admin API's JSON with `--json`).
-fn render_entry(data: &Value, output: &Output) -> String {
+/// The line after a page: how to get the next one.
+fn next_line(next: Option<&str>, empty: bool) -> String {
+    match next {
+        Some(next) => format!("more: --after {next}\n"),
+        None if empty => "(none)\n".to_owned(),
+        None => "(last page)\n".to_owned(),
+    }
+}
+
+/// An entry, as one line (or the admin API's JSON with `--json`).
+fn render_entry(data: &EntryView, output: &Output) -> String {
     if output.json {
         return pretty(data);
     }
     let mut out = format!(
         "Entry {} ({}): {} points",
-        data["entryId"].as_str().unwrap_or(""),
-        data["email"].as_str().unwrap_or(""),
-        data["points"],
+        data.entry_id, data.email, data.points,
     );
-    if data["disqualified"] == Value::Bool(true) {
+    if data.disqualified {
         out.push_str(", disqualified");
-        if let Some(reason) = data["disqualificationReason"].as_str() {
+        if let Some(reason) = &data.disqualification_reason {
             out.push_str(&format!(" ({reason})"));
         }
     }
@@ -243,31 +337,25 @@ fn render_entry(data: &Value, output: &Output) -> String {
 }
 
 /// A ledger as a table for a person.
-fn render_ledger(data: &Value) -> String {
-    let mut out = format!(
-        "Entry {}: {} points\n",
-        data["entryId"].as_str().unwrap_or(""),
-        data["points"]
-    );
-    let empty = Vec::new();
-    for change in data["changes"].as_array().unwrap_or(&empty) {
-        let points = change["points"].as_i64().unwrap_or(0);
+fn render_ledger(data: &Ledger) -> String {
+    let mut out = format!("Entry {}: {} points\n", data.entry_id, data.points);
+    for change in &data.changes {
         out.push_str(&format!(
             "  {}  {:<10} {:>+8}  {}  {}\n",
-            change["at"].as_str().unwrap_or(""),
-            change["kind"].as_str().unwrap_or(""),
-            points,
-            change["purchaseId"].as_str().unwrap_or("-"),
-            change["reason"].as_str().unwrap_or(""),
+            change.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            change.kind.as_str(),
+            change.points,
+            change.purchase_id.as_deref().unwrap_or("-"),
+            change.reason.as_deref().unwrap_or(""),
         ));
     }
     out
 }
 
-/// How a contest is printed.
+/// How a result is printed.
 #[derive(Debug, clap::Args)]
 pub struct Output {
-    /// Print the contest as the admin API's JSON (`data` of its answer) instead of text.
+    /// Print the admin API's JSON (`data` of its answer) instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -302,8 +390,37 @@ async fn execute(command: ContestCommand, pool: &PgPool, base_url: &str) -> anyh
                     body.insert(key.into(), Value::String(value));
                 }
             }
-            let contest = create_contest(pool, &body).await?;
+            let request: ContestCreate = parse(Value::Object(body))?;
+            let contest = create_contest(pool, request).await?;
             Ok(render(&contest, base_url, &output, "created"))
+        }
+        ContestCommand::List { page, output } => {
+            let page = list_contests(pool, &page.query()).await?;
+            let contests: Vec<ContestView> = page
+                .items
+                .iter()
+                .map(|contest| ContestView::of(contest, base_url))
+                .collect();
+            if output.json {
+                return Ok(pretty(&json!({ "contests": contests, "next": page.next })));
+            }
+            let mut out = String::new();
+            for contest in &contests {
+                out.push_str(&format!(
+                    "{}  {}  ({} per {}, tracking {})\n",
+                    contest.id,
+                    contest.name,
+                    contest.points_per_unit,
+                    contest.currency,
+                    if contest.purchase_tracking {
+                        "on"
+                    } else {
+                        "off"
+                    },
+                ));
+            }
+            out.push_str(&next_line(page.next.as_deref(), contests.is_empty()));
+            Ok(out)
         }
         ContestCommand::Show { id, output } => {
             let contest = load(pool, &id).await?;
@@ -319,7 +436,7 @@ async fn execute(command: ContestCommand, pool: &PgPool, base_url: &str) -> anyh
             if let Some(seconds) = grace_period_seconds {
                 body.insert("gracePeriodSeconds".into(), Value::from(seconds));
             }
-            let grace = grace_period(&body)?;
+            let grace = parse::<RotateSecret>(Value::Object(body))?.grace();
             let contest =
                 rotate_contest_secret(pool, &id, grace)
                     .await
@@ -354,22 +471,16 @@ async fn load(pool: &PgPool, raw_id: &str) -> anyhow::Result<Contest> {
 
 /// The contest as text for a person (or as the admin API's JSON with `--json`).
 fn render(contest: &Contest, base_url: &str, output: &Output, what: &str) -> String {
-    let data = contest_json(contest, base_url);
+    let view = ContestView::of(contest, base_url);
     if output.json {
-        let mut text = serde_json::to_string_pretty(&data).expect("JSON values serialise");
-        text.push('\n');
-        return text;
+        return pretty(&view);
     }
-    let text = |value: &Value| match value {
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    };
     let mut out = format!("Contest {} ({what}): {}\n", contest.id, contest.name);
     out.push_str(&format!(
         "  points          {} per {} (rounding {}), purchase tracking {}\n",
-        text(&data["pointsPerUnit"]),
+        view.points_per_unit,
         contest.currency,
-        text(&data["rounding"]),
+        contest.rounding.as_str(),
         if contest.purchase_tracking {
             "on"
         } else {
@@ -394,8 +505,8 @@ fn render(contest: &Contest, base_url: &str, output: &Output, what: &str) -> Str
     out.push_str(
         "Webhook URLs (send the secret in X-Webhook-Secret, or sign with Standard Webhooks):\n",
     );
-    for key in ["purchase", "signup", "shopify", "stripe", "coinflow"] {
-        out.push_str(&format!("  {key:<9} {}\n", text(&data["webhookUrls"][key])));
+    for (key, url) in view.webhook_urls.named() {
+        out.push_str(&format!("  {key:<9} {url}\n"));
     }
     out
 }
@@ -535,6 +646,96 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(error.to_string(), "entry not found");
+        pool.close().await;
+        env.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn list_pages_contests_and_entries_and_erase_forgets_the_person() {
+        let env = TestEnv::new();
+        let config = env.receiver_config();
+        for id in ["list-a", "list-b", "list-c"] {
+            run(parse(&["create", "--name", id, "--id", id]), &config)
+                .await
+                .expect("created");
+        }
+        let printed = run(parse(&["list", "--limit", "2"]), &config)
+            .await
+            .expect("listed");
+        assert!(
+            printed.contains("list-a") && printed.contains("list-b"),
+            "{printed}"
+        );
+        assert!(!printed.contains("list-c"), "{printed}");
+        assert!(printed.ends_with("more: --after list-b\n"), "{printed}");
+        let printed = run(parse(&["list", "--after", "list-b"]), &config)
+            .await
+            .expect("listed");
+        assert!(printed.starts_with("list-c "), "{printed}");
+        assert!(printed.ends_with("(last page)\n"), "{printed}");
+        let json = run(parse(&["list", "--limit", "1", "--json"]), &config)
+            .await
+            .expect("listed");
+        let json: Value = serde_json::from_str(&json).expect("JSON");
+        assert_eq!(json["next"], "list-a");
+        assert_eq!(
+            json["contests"][0]["webhookUrls"]["refund"],
+            "http://localhost:8080/api/webhooks/refund/list-a"
+        );
+        let error = run(parse(&["list", "--limit", "101"]), &config)
+            .await
+            .unwrap_err();
+        assert!(error.to_string().starts_with("limit: "), "{error}");
+
+        let pool = env.pool().await;
+        let contest = load(&pool, "list-a").await.expect("stored");
+        for email in ["jane@example.com", "sam@example.com"] {
+            let mut tx = pool.begin().await.unwrap();
+            let email = Email::parse(email).unwrap();
+            db::entries::sign_up(
+                &mut tx,
+                &contest,
+                db::entries::Signup {
+                    email: &email,
+                    name: Some("A Name"),
+                    phone: None,
+                    referral_code: None,
+                },
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let printed = run_entry(parse_entry(&["list", "list-a"]), &config)
+            .await
+            .expect("listed");
+        assert_eq!(printed.matches("Entry ent_").count(), 2, "{printed}");
+        let printed = run_entry(
+            parse_entry(&["erase", "list-a", "Jane@Example.com"]),
+            &config,
+        )
+        .await
+        .expect("erased");
+        assert!(printed.contains("erased"), "{printed}");
+        let printed = run_entry(parse_entry(&["list", "list-a", "--json"]), &config)
+            .await
+            .expect("listed");
+        let json: Value = serde_json::from_str(&printed).expect("JSON");
+        assert_eq!(json["entries"].as_array().unwrap().len(), 1);
+        assert_eq!(json["entries"][0]["email"], "sam@example.com");
+        let error = run_entry(
+            parse_entry(&["erase", "list-a", "jane@example.com"]),
+            &config,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(error.to_string(), "entry not found");
+        let stored: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM entries WHERE email = 'jane@example.com'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(stored, 0);
         pool.close().await;
         env.cleanup().await;
     }

@@ -1,16 +1,17 @@
 //! The HTTP error type and the one place errors become responses.
 //!
 //! Every error answers the contract's envelope
-//! `{"success": false, "error": {"code", "message", "field"?}}`. Internal details are logged,
+//! `{"success": false, "error": {"code", "message", "field"?}}` ([`ErrorBody`]). Internal details are logged,
 //! never sent: a client sees a stable code and a message written for it.
 
+use crate::{
+    api::envelope::{ErrorBody, ErrorCode, ErrorDetail},
+    auth::AuthFailure,
+};
 use axum::{
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
-use serde_json::json;
-
-use crate::auth::AuthFailure;
 
 /// Seconds a sender is asked to wait before retrying after a 503.
 pub const RETRY_AFTER_SECS: u64 = 5;
@@ -131,29 +132,29 @@ impl ApiError {
     }
 
     /// The stable, snake_case error code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::MalformedJson(_) => "invalid_json",
-            ApiError::InvalidRequest(_) => "invalid_request",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::BodyTimeout => "request_timeout",
-            ApiError::TooManyRequests => "too_many_requests",
-            ApiError::InvalidField { .. } => "invalid_field",
-            ApiError::TrackingDisabled => "tracking_disabled",
-            ApiError::ContestNotFound => "contest_not_found",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::ContestExists => "contest_exists",
-            ApiError::PointsLimit(_) => "points_limit",
-            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
-            ApiError::PayloadTooLarge => "payload_too_large",
-            ApiError::BrokerUnavailable => "broker_unavailable",
-            ApiError::DatabaseUnavailable => "database_unavailable",
-            ApiError::Overloaded => "overloaded",
-            ApiError::AdminDisabled => "admin_disabled",
-            ApiError::NotReady(_) => "not_ready",
-            ApiError::Internal(_) => "internal",
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::MalformedJson(_) => ErrorCode::InvalidJson,
+            ApiError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
+            ApiError::BodyTimeout => ErrorCode::RequestTimeout,
+            ApiError::TooManyRequests => ErrorCode::TooManyRequests,
+            ApiError::InvalidField { .. } => ErrorCode::InvalidField,
+            ApiError::TrackingDisabled => ErrorCode::TrackingDisabled,
+            ApiError::ContestNotFound => ErrorCode::ContestNotFound,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::ContestExists => ErrorCode::ContestExists,
+            ApiError::PointsLimit(_) => ErrorCode::PointsLimit,
+            ApiError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            ApiError::PayloadTooLarge => ErrorCode::PayloadTooLarge,
+            ApiError::BrokerUnavailable => ErrorCode::BrokerUnavailable,
+            ApiError::DatabaseUnavailable => ErrorCode::DatabaseUnavailable,
+            ApiError::Overloaded => ErrorCode::Overloaded,
+            ApiError::AdminDisabled => ErrorCode::AdminDisabled,
+            ApiError::NotReady(_) => ErrorCode::NotReady,
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 
@@ -251,16 +252,19 @@ impl IntoResponse for ApiError {
             ),
             _ => {}
         }
-        let mut error = json!({ "code": self.code(), "message": self.to_string() });
-        if let ApiError::InvalidField { field, message } = &self {
-            error["field"] = field.as_str().into();
-            error["message"] = message.as_str().into();
-        }
-        let mut response = (
-            status,
-            axum::Json(json!({ "success": false, "error": error })),
-        )
-            .into_response();
+        let (message, field) = match &self {
+            ApiError::InvalidField { field, message } => (message.clone(), Some(field.clone())),
+            other => (other.to_string(), None),
+        };
+        let body = ErrorBody {
+            success: false,
+            error: ErrorDetail {
+                code: self.code(),
+                message,
+                field,
+            },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after() {
             response
                 .headers_mut()
@@ -268,11 +272,6 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-/// A successful answer in the contract's envelope: `{"success": true, "data": …}`.
-pub fn success(status: StatusCode, data: serde_json::Value) -> Response {
-    (status, axum::Json(json!({ "success": true, "data": data }))).into_response()
 }
 
 #[cfg(test)]

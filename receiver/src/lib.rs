@@ -9,6 +9,7 @@
 //! - [`config`]: the environment variables the receiver reads.
 //! - [`state`]: what every handler shares.
 //! - [`error`]: the HTTP error enum and the one place errors become responses.
+//! - [`api`]: the typed API: the envelope, request field types, shared schemas.
 //! - [`address_limit`]: requests in flight per client address.
 //! - [`body`]: raw body reading (1 MiB cap, media type, read deadline) and field-by-field JSON
 //!   validation.
@@ -25,6 +26,7 @@
 
 pub mod address_limit;
 pub mod admin;
+pub mod api;
 pub mod auth;
 pub mod body;
 pub mod config;
@@ -43,8 +45,8 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use axum::{
-    error_handling::HandleErrorLayer, extract::DefaultBodyLimit, response::IntoResponse,
-    routing::get, BoxError, Router,
+    error_handling::HandleErrorLayer, extract::DefaultBodyLimit, response::IntoResponse, BoxError,
+    Router,
 };
 use shared::{
     amqp::Topology,
@@ -229,25 +231,28 @@ fn too_many_requests(peer: &std::net::SocketAddr) -> axum::response::Response {
     ApiError::TooManyRequests.into_response()
 }
 
-/// The public listener's routes and middleware.
+/// The public listener's routes ([`webhooks::routes`]) and middleware.
 pub fn public_router(state: AppState) -> Router {
     let max_concurrency = state.config.max_concurrency;
-    let routes = webhooks::router().route_layer(axum::middleware::from_fn_with_state(
+    let (routes, _) = webhooks::routes().split_for_parts();
+    let routes = routes.route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
         webhooks::gate::gate,
     ));
     protect(routes.fallback(not_found), max_concurrency).with_state(state)
 }
 
-/// The admin listener's routes: admin API and health.
+/// The admin listener's routes: the admin API behind its token ([`admin::routes`]), and health,
+/// metrics and the OpenAPI document without one ([`openapi::service_routes`]).
 pub fn admin_router(state: AppState) -> Router {
     let max_concurrency = state.config.max_concurrency;
-    let routes = admin::router(state.clone())
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/openapi.json", get(openapi::serve))
-        .route("/metrics", get(metrics::render))
-        .fallback(not_found);
+    let (api, _) = admin::routes().split_for_parts();
+    let api = api.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        admin::require_admin,
+    ));
+    let (service, _) = openapi::service_routes().split_for_parts();
+    let routes = api.merge(service).fallback(not_found);
     protect(routes, max_concurrency).with_state(state)
 }
 

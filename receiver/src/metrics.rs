@@ -25,12 +25,6 @@ impl Outcome {
     pub const IGNORED: Outcome = Outcome("ignored");
 }
 
-/// Marks a response with its outcome.
-pub fn with_outcome(mut response: Response, outcome: Outcome) -> Response {
-    response.extensions_mut().insert(outcome);
-    response
-}
-
 /// Counts every request by route template and outcome, and times it.
 pub async fn track(request: Request, next: Next) -> Response {
     let endpoint = request
@@ -50,7 +44,21 @@ pub async fn track(request: Request, next: Next) -> Response {
     response
 }
 
-/// `GET /metrics`: the Prometheus text format.
+/// Prometheus metrics
+///
+/// The receiver's metrics in the Prometheus text format (requests by endpoint and outcome,
+/// publish latency, confirms, …). No authentication: keep the admin listener private.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "admin",
+    operation_id = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4.",
+            body = String, content_type = "text/plain"),
+        (status = 503, response = crate::api::envelope::ServiceUnavailable),
+    ),
+)]
 pub async fn render() -> impl IntoResponse {
     (
         [(

@@ -47,7 +47,7 @@ async fn metrics_count_requests_by_outcome_and_request_ids_are_echoed() {
         .text()
         .await
         .unwrap();
-    let endpoint = r#"endpoint="/api/webhooks/purchase/{contest_id}""#;
+    let endpoint = r#"endpoint="/api/webhooks/purchase/{contestId}""#;
     assert_eq!(
         sample(
             &metrics,

@@ -184,6 +184,7 @@ impl ReversalTarget {
 /// What kind of reversal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ReversalKind {
     /// Money returned (a refund or a cancellation): points taken back in proportion.
     Refund,

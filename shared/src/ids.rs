@@ -178,6 +178,7 @@ pub fn is_unsafe_in_text(c: char) -> bool {
 /// purchases, the same order sent to two endpoints of one platform is one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Source {
     /// The generic purchase webhook (a store's own backend).
     Api,

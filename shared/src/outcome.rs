@@ -61,8 +61,9 @@ pub enum Outcome {
 pub struct PurchaseOutcome {
     /// The purchase.
     pub purchase_id: PurchaseId,
-    /// The entry the purchase is credited to (as its lookup shows it).
-    pub entry_id: EntryId,
+    /// The entry the purchase is credited to, as its lookup shows it: `None` once that entry was
+    /// erased (the purchase is unlinked from the person).
+    pub entry_id: Option<EntryId>,
     /// `false` when it was recorded before (a redelivery, a duplicate webhook, an earlier copy
     /// in the same batch): this event then awarded nothing.
     pub recorded_now: bool,
@@ -184,7 +185,10 @@ mod tests {
         let contest = ContestId::parse("c1").unwrap();
         OutcomeMessage::new(Outcome::Purchase(PurchaseOutcome {
             purchase_id: PurchaseId::from_stored("pur_1".into()),
-            entry_id: EntryId::derive(&contest, &Email::parse("a@example.com").unwrap()),
+            entry_id: Some(EntryId::derive(
+                &contest,
+                &Email::parse("a@example.com").unwrap(),
+            )),
             recorded_now: true,
             points_awarded: 80,
             status: PurchaseStatus::Awarded,

@@ -34,6 +34,7 @@ pub fn checked_total(total: i64, delta: i64) -> Option<i64> {
 /// How a fractional number of points becomes a whole one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Rounding {
     /// Half away from zero: 0.5 → 1, 79.5 → 80.
     #[default]
@@ -113,6 +114,7 @@ impl AwardStatus {
 /// A purchase's current status: its [`AwardStatus`] until money goes back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PurchaseStatus {
     /// Points were computed (possibly 0).
     Awarded,

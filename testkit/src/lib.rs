@@ -9,6 +9,8 @@
 //! - [`env`]: per-test database and queue names, configs, clean-up.
 //! - [`app`]: a running receiver (and workers) with request helpers.
 //! - [`broker`]: direct RabbitMQ access (queue depths, raw publishes).
+//! - [`mixed`]: a stream of purchases, refunds and chargebacks, its exact expected state, and
+//!   the audit that compares it with Postgres and the API.
 //! - [`deliveries`]: the worker's delivery log (a test hook), for checking a case's premises.
 //! - [`process`]: the built binaries as child processes.
 //! - [`proxy`]: a TCP proxy between a service and Postgres or RabbitMQ, to cut and restore the network.
@@ -21,6 +23,7 @@ pub mod app;
 pub mod broker;
 pub mod deliveries;
 pub mod env;
+pub mod mixed;
 pub mod postgres;
 pub mod process;
 pub mod proxy;

@@ -8,6 +8,8 @@
 //! exponential backoff until it gets a `200` or a generous deadline passes. The [`Report`] keeps
 //! each delivery's outcome, so the [`Audit`] can compare what was accepted with what Postgres
 //! holds: every accepted order recorded once, every entry's points equal to its purchases'.
+//! The sender also delivers arbitrary [`Webhook`]s (purchases and refunds mixed, see
+//! [`crate::mixed`]) the same way.
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -145,7 +147,7 @@ impl Progress {
 /// What happened to one delivery.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// The order delivered.
+    /// The order delivered (for a [`Webhook`], its key).
     pub order_id: String,
     /// HTTP attempts made.
     pub attempts: u32,
@@ -240,12 +242,35 @@ impl Report {
     }
 }
 
-/// Delivers plans to one contest's generic purchase webhook, retrying like a platform does.
+/// Which generic webhook a [`Webhook`] goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /api/webhooks/purchase/{contestId}`.
+    Purchase,
+    /// `POST /api/webhooks/refund/{contestId}`.
+    Refund,
+}
+
+/// One webhook delivery of any kind: where it goes, its body, and the key that names the event
+/// it carries (copies of one event share the key), which its [`Outcome`] reports.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    /// Names the event (copies share it).
+    pub key: String,
+    /// The webhook it is sent to.
+    pub endpoint: Endpoint,
+    /// The JSON body.
+    pub body: String,
+}
+
+/// Delivers plans to one contest's generic webhooks, retrying like a platform does.
 #[derive(Clone)]
 pub struct Sender {
     http: reqwest::Client,
     /// `…/api/webhooks/purchase/{contestId}`.
     url: String,
+    /// `…/api/webhooks/refund/{contestId}`.
+    refund_url: String,
     /// The contest's webhook secret.
     secret: String,
     /// Deliveries in flight at once.
@@ -273,6 +298,7 @@ impl Sender {
                 .build()
                 .expect("http client"),
             url: format!("{public_url}/api/webhooks/purchase/{contest_id}"),
+            refund_url: format!("{public_url}/api/webhooks/refund/{contest_id}"),
             secret: secret.to_owned(),
             concurrency: 32,
             deadline: Duration::from_secs(120),
@@ -320,7 +346,36 @@ impl Sender {
         }
     }
 
-    /// One delivery: attempt, back off, attempt again, until `200` or the deadline.
+    /// Sends `webhooks` in the background (see [`Sender::send_webhooks`]).
+    pub fn spawn_webhooks(&self, webhooks: Arc<Vec<Webhook>>) -> tokio::task::JoinHandle<Report> {
+        let sender = self.clone();
+        tokio::spawn(async move { sender.send_webhooks(&webhooks).await })
+    }
+
+    /// Sends every webhook, in order with the sender's concurrency, retrying each until `200`
+    /// or the deadline, and waits for all of them.
+    pub async fn send_webhooks(&self, webhooks: &[Webhook]) -> Report {
+        let started = Instant::now();
+        let outcomes = futures::stream::iter(0..webhooks.len())
+            .map(|index| {
+                let webhook = &webhooks[index];
+                let url = match webhook.endpoint {
+                    Endpoint::Purchase => &self.url,
+                    Endpoint::Refund => &self.refund_url,
+                };
+                self.deliver_body(url, &webhook.key, &webhook.body)
+            })
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        Report {
+            outcomes,
+            started,
+            finished: Instant::now(),
+        }
+    }
+
+    /// One purchase of a plan.
     async fn deliver(&self, order: &Order) -> Outcome {
         let body = json!({
             "email": order.email,
@@ -328,9 +383,14 @@ impl Sender {
             "amount": order.amount,
         })
         .to_string();
+        self.deliver_body(&self.url, &order.order_id, &body).await
+    }
+
+    /// One delivery: attempt, back off, attempt again, until `200` or the deadline.
+    async fn deliver_body(&self, url: &str, key: &str, body: &str) -> Outcome {
         let give_up = Instant::now() + self.deadline;
         let mut outcome = Outcome {
-            order_id: order.order_id.clone(),
+            order_id: key.to_owned(),
             attempts: 0,
             accepted_at: None,
             failures: Vec::new(),
@@ -340,10 +400,10 @@ impl Sender {
             outcome.attempts += 1;
             let answer = self
                 .http
-                .post(&self.url)
+                .post(url)
                 .header("content-type", "application/json")
                 .header("x-webhook-secret", &self.secret)
-                .body(body.clone())
+                .body(body.to_owned())
                 .send()
                 .await;
             let failure = match answer {
@@ -415,6 +475,33 @@ pub struct Audit {
 /// How long the queue must look drained, twice in a row this far apart, before the audit runs.
 const DRAIN_CONFIRMATION: Duration = Duration::from_millis(1500);
 
+/// Waits until the events queue is drained, nothing ready and nothing unacknowledged as the
+/// broker counts them (`counts` returns `(ready, unacked)`; `None` when it cannot be asked),
+/// twice in a row [`DRAIN_CONFIRMATION`] apart. Panics if that does not happen within `timeout`,
+/// naming what was left.
+pub async fn wait_for_drain<F, Fut>(timeout: Duration, mut counts: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<(u64, u64)>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut last = None;
+    let mut drained_once = false;
+    loop {
+        last = counts().await.or(last);
+        match last {
+            Some((0, 0)) if drained_once => return,
+            Some((0, 0)) => drained_once = true,
+            _ => drained_once = false,
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the events queue did not drain within {timeout:?}: (ready, unacked) = {last:?}"
+        );
+        tokio::time::sleep(DRAIN_CONFIRMATION).await;
+    }
+}
+
 impl Audit {
     /// Waits until the events queue is drained, nothing ready and nothing unacknowledged as the
     /// broker counts them (`counts` returns `(ready, unacked)`; `None` when it cannot be asked),
@@ -426,28 +513,13 @@ impl Audit {
         plan: &Plan,
         report: &Report,
         timeout: Duration,
-        mut counts: F,
+        counts: F,
     ) -> Self
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<(u64, u64)>>,
     {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut last = None;
-        let mut drained_once = false;
-        loop {
-            last = counts().await.or(last);
-            match last {
-                Some((0, 0)) if drained_once => break,
-                Some((0, 0)) => drained_once = true,
-                _ => drained_once = false,
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the events queue did not drain within {timeout:?}: (ready, unacked) = {last:?}"
-            );
-            tokio::time::sleep(DRAIN_CONFIRMATION).await;
-        }
+        wait_for_drain(timeout, counts).await;
         Self::now(pool, contest_id, plan, report).await
     }
 

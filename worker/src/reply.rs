@@ -10,7 +10,8 @@
 //! `reply_to` naming an ordinary queue can never make the worker publish into it.
 //!
 //! A purchase found already recorded is answered with its stored entry and status, read for
-//! such requests only (one query per batch that has any), never on the award path.
+//! such requests only (one query per batch that has any), never on the award path: an entry
+//! erased since is answered as the lookup shows it, with no entry id.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -133,12 +134,13 @@ impl Replier {
         }
     }
 
-    /// The stored entry and status of every repeated purchase among `requests`, by purchase id;
-    /// `None` when they cannot be read (those requests then get no reply).
+    /// The stored entry (`None` once erased) and status of every repeated purchase among
+    /// `requests`, by purchase id; `None` when they cannot be read (those requests then get no
+    /// reply).
     async fn stored_states(
         &self,
         requests: &[(ReplyTo, EventOutcome)],
-    ) -> Option<HashMap<String, (String, PurchaseStatus)>> {
+    ) -> Option<HashMap<String, StoredState>> {
         let repeats: Vec<&str> = requests
             .iter()
             .filter_map(|(_, outcome)| match outcome {
@@ -169,12 +171,15 @@ impl Replier {
     }
 }
 
+/// A recorded purchase's entry (`None` once erased) and current status.
+type StoredState = (Option<String>, PurchaseStatus);
+
 /// What travels back for one event; `None` when there is nothing to say (an unknown contest is
 /// dead-lettered) or it cannot be said (a repeat whose stored state was not read).
 fn wire(
     outcome: EventOutcome,
     awaited: &HashMap<String, PurchaseStatus>,
-    stored: Option<&HashMap<String, (String, PurchaseStatus)>>,
+    stored: Option<&HashMap<String, StoredState>>,
 ) -> Option<Outcome> {
     Some(match outcome {
         EventOutcome::Purchase(purchase) if purchase.recorded_now => {
@@ -185,7 +190,7 @@ fn wire(
                 .or_else(|| PurchaseStatus::parse(purchase.status?.as_str()))?;
             Outcome::Purchase(PurchaseOutcome {
                 purchase_id: purchase.purchase_id,
-                entry_id: purchase.entry_id,
+                entry_id: Some(purchase.entry_id),
                 recorded_now: true,
                 points_awarded: purchase.points_awarded,
                 status,
@@ -195,7 +200,7 @@ fn wire(
             let (entry, status) = stored?.get(purchase.purchase_id.as_str())?;
             Outcome::Purchase(PurchaseOutcome {
                 purchase_id: purchase.purchase_id,
-                entry_id: EntryId::from_stored(entry.clone()),
+                entry_id: entry.clone().map(EntryId::from_stored),
                 recorded_now: false,
                 points_awarded: 0,
                 status: *status,
@@ -276,7 +281,7 @@ mod tests {
     fn a_repeat_answers_the_stored_entry_and_status_or_nothing() {
         let stored = HashMap::from([(
             "pur_1".to_owned(),
-            ("ent_stored".to_owned(), PurchaseStatus::Refunded),
+            (Some("ent_stored".to_owned()), PurchaseStatus::Refunded),
         )]);
         let Some(Outcome::Purchase(repeat)) = wire(purchase(false), &HashMap::new(), Some(&stored))
         else {
@@ -284,8 +289,17 @@ mod tests {
         };
         assert!(!repeat.recorded_now);
         assert_eq!(repeat.points_awarded, 0);
-        assert_eq!(repeat.entry_id.as_str(), "ent_stored");
+        assert_eq!(
+            repeat.entry_id.as_ref().map(EntryId::as_str),
+            Some("ent_stored")
+        );
         assert_eq!(repeat.status, PurchaseStatus::Refunded);
+        let erased = HashMap::from([("pur_1".to_owned(), (None, PurchaseStatus::Awarded))]);
+        let Some(Outcome::Purchase(repeat)) = wire(purchase(false), &HashMap::new(), Some(&erased))
+        else {
+            panic!("a purchase outcome");
+        };
+        assert_eq!(repeat.entry_id, None, "an erased entry is not named");
         assert_eq!(wire(purchase(false), &HashMap::new(), None), None);
         assert_eq!(
             wire(purchase(false), &HashMap::new(), Some(&HashMap::new())),

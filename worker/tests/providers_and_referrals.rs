@@ -114,16 +114,23 @@ async fn shopify_referral_awards_the_buyer_and_credits_the_code_owner_once() {
     let order_id: u64 = 820_982_911_946_154_508; // above 2^53: must survive exactly
     let body = shopify_order(order_id, "buyer@example.com", "199.90", Some(&code));
 
+    let mut entry_ids = Vec::new();
     for path in [&referral_path, &referral_path, &purchase_path] {
         let answer = send_shopify(&app, path, &body, "orders/paid").await;
         assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
         assert_eq!(answer.data()["status"], "accepted");
         assert_eq!(answer.data()["orderId"], order_id.to_string());
+        entry_ids.push(answer.data()["entryId"].clone());
     }
     let recorded = app
         .recorded(&contest, &order_id.to_string(), Some("shopify"))
         .await;
     assert_eq!(recorded["pointsAwarded"], 200);
+    // Every answer named, before the worker ran, the entry the lookup shows.
+    assert!(recorded["entryId"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("ent_")));
+    assert_eq!(entry_ids, vec![recorded["entryId"].clone(); 3]);
     // Let every copy be processed before counting: a marker after them in the queue.
     app.purchase(
         &contest,
@@ -211,6 +218,7 @@ async fn stripe_checkout_awards_paid_and_async_succeeded_sessions_only() {
     .await;
     assert_eq!(paid.status, StatusCode::OK, "{:?}", paid.body);
     assert_eq!(paid.data()["status"], "accepted");
+    let paid_entry = paid.data()["entryId"].clone();
 
     let unpaid = send_stripe(
         &app,
@@ -257,6 +265,8 @@ async fn stripe_checkout_awards_paid_and_async_succeeded_sessions_only() {
 
     let recorded = app.recorded(&contest, "cs_paid", Some("stripe")).await;
     assert_eq!(recorded["pointsAwarded"], 50);
+    assert!(paid_entry.is_string());
+    assert_eq!(recorded["entryId"], paid_entry);
     assert_eq!(recorded["amount"], "49.99");
     assert_eq!(
         app.recorded(&contest, "cs_async", Some("stripe")).await["pointsAwarded"],
@@ -332,6 +342,8 @@ async fn coinflow_settled_events_award_with_the_authorization_key() {
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     let recorded = app.recorded(&contest, "cf_1", Some("coinflow")).await;
     assert_eq!(recorded["pointsAwarded"], 26);
+    assert!(settled.data()["entryId"].is_string());
+    assert_eq!(recorded["entryId"], settled.data()["entryId"]);
     assert_eq!(recorded["amount"], "25.50");
     app.stop().await;
 }

@@ -115,6 +115,40 @@ async fn a_first_purchase_answers_its_points_and_the_lookup_already_shows_them()
 }
 
 #[tokio::test]
+async fn a_repeat_after_erasure_names_no_entry_like_the_lookup() {
+    let app = App::with_workers(1).await;
+    let contest = app.create_contest(json!({})).await;
+    let body = json!({"email": "jane@example.com", "orderId": "E-1", "amount": "10"});
+    let first = purchase_waiting(&app, &contest, body.clone()).await;
+    let entry = first.data()["entryId"]
+        .as_str()
+        .expect("entry id")
+        .to_owned();
+    assert_eq!(first.data()["alreadyExists"], false, "{:?}", first.body);
+
+    let erased = app
+        .admin(
+            Method::DELETE,
+            &format!("/api/contests/{}/entries/{entry}", contest.id),
+            None,
+        )
+        .await;
+    assert_eq!(erased.status, StatusCode::OK, "{:?}", erased.body);
+    let lookup = app.lookup(&contest, "E-1", None).await;
+    assert_eq!(lookup.data()["entryId"], Value::Null, "{:?}", lookup.body);
+
+    // The repeat reads the stored purchase: unlinked from the person, as the lookup shows it.
+    let repeat = purchase_waiting(&app, &contest, body).await;
+    let again = repeat.data();
+    assert_eq!(again["alreadyExists"], true, "{again}");
+    assert_eq!(again["pointsAwarded"], 0);
+    assert_eq!(again["entryId"], Value::Null, "{again}");
+    assert_eq!(again["purchaseId"], first.data()["purchaseId"]);
+    assert_eq!(again["status"], "awarded");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn two_concurrent_duplicates_each_get_their_own_answer() {
     let app = App::with_workers(1).await;
     let contest = app.create_contest(json!({})).await;

@@ -1,21 +1,22 @@
 //! The admin API on `ADMIN_ADDR`, behind `Authorization: Bearer <ADMIN_TOKEN>`.
 //!
 //! - [`contests`]: create, read, change contests and rotate their webhook secret.
-//! - [`entries`]: create and read entries, and the leaderboard.
+//! - [`entries`]: create, read, list and erase entries, and the leaderboard.
+//! - [`paging`]: `?limit=N&after=ID` cursor paging of the lists.
 //! - [`ledger`]: an entry's points ledger, manual adjustments, disqualification.
 
 pub mod contests;
 pub mod entries;
 pub mod ledger;
+pub mod paging;
 
 use axum::{
     extract::{Request, State},
     http::header,
-    middleware::{self, Next},
+    middleware::Next,
     response::Response,
-    routing::{get, post},
-    Router,
 };
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     auth::{authenticated, hmac::constant_time_eq, refused, Reason, Scheme},
@@ -23,48 +24,24 @@ use crate::{
     state::AppState,
 };
 
-/// Routes of the admin API, all behind the bearer token.
-pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/api/contests", post(contests::create))
-        .route(
-            "/api/contests/{contest_id}",
-            get(contests::get).patch(contests::patch),
-        )
-        .route(
-            "/api/contests/{contest_id}/webhook-secret/rotate",
-            post(contests::rotate_secret),
-        )
-        .route("/api/contests/{contest_id}/entries", post(entries::create))
-        .route(
-            "/api/contests/{contest_id}/entries/{entry_id}",
-            get(entries::get),
-        )
-        .route(
-            "/api/contests/{contest_id}/entries/{entry_id}/ledger",
-            get(ledger::get),
-        )
-        .route(
-            "/api/contests/{contest_id}/entries/{entry_id}/points",
-            post(ledger::post_points),
-        )
-        .route(
-            "/api/contests/{contest_id}/entries/{entry_id}/disqualify",
-            post(ledger::post_disqualify),
-        )
-        .route(
-            "/api/contests/{contest_id}/entries/{entry_id}/reinstate",
-            post(ledger::post_reinstate),
-        )
-        .route(
-            "/api/contests/{contest_id}/leaderboard",
-            get(entries::leaderboard),
-        )
-        .route_layer(middleware::from_fn_with_state(state, require_admin))
+/// Routes of the admin API (all behind the bearer token, see [`require_admin`]), each with its
+/// OpenAPI operation: the router and the document are built from this one list.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(contests::create, contests::list))
+        .routes(routes!(contests::get, contests::patch))
+        .routes(routes!(contests::rotate_secret))
+        .routes(routes!(entries::create, entries::list))
+        .routes(routes!(entries::get, entries::erase))
+        .routes(routes!(ledger::get))
+        .routes(routes!(ledger::post_points))
+        .routes(routes!(ledger::post_disqualify))
+        .routes(routes!(ledger::post_reinstate))
+        .routes(routes!(entries::leaderboard))
 }
 
 /// 503 `admin_disabled` without a configured token; 401 unless the bearer token matches.
-async fn require_admin(
+pub async fn require_admin(
     State(state): State<AppState>,
     request: Request,
     next: Next,

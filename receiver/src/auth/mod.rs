@@ -4,12 +4,14 @@
 //!
 //! - [`secret`]: the contest's shared webhook secret in a header or the body.
 //! - [`standard_webhooks`]: Standard Webhooks signatures (`webhook-id/-timestamp/-signature`).
+//! - [`shopify`]: Shopify's `X-Shopify-Hmac-Sha256` (the generic purchase webhook takes it too).
 //! - [`hmac`]: the HMAC primitives the provider schemes share.
 //! - [`failure`]: why a credential was refused (logged in full, told to the sender briefly).
 
 pub mod failure;
 pub mod hmac;
 pub mod secret;
+pub mod shopify;
 pub mod standard_webhooks;
 
 use axum::http::HeaderMap;
@@ -91,7 +93,7 @@ pub fn authenticate_generic(
         )
         .map(|()| GenericCredential::StandardWebhooks);
     }
-    if crate::providers::shopify::is_present(headers) {
+    if shopify::is_present(headers) {
         if shopify == ShopifyOrders::Refused {
             return Err(refused(
                 Scheme::Shopify,
@@ -99,8 +101,7 @@ pub fn authenticate_generic(
             ));
         }
         let secret = contest.provider_secrets.shopify.as_deref();
-        return crate::providers::shopify::verify(headers, body, secret, now)
-            .map(|()| GenericCredential::Shopify);
+        return shopify::verify(headers, body, secret, now).map(|()| GenericCredential::Shopify);
     }
     let given = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
@@ -143,7 +144,7 @@ pub fn authenticate_lookup(
             Reason::WrongScheme(HEADER_ONLY_HINT),
         ));
     }
-    if crate::providers::shopify::is_present(headers) {
+    if shopify::is_present(headers) {
         return Err(refused(
             Scheme::Shopify,
             Reason::WrongScheme(HEADER_ONLY_HINT),

@@ -20,8 +20,6 @@
 //! every authentic delivery is answered `200`: what changes nothing is [`Verdict::Ignored`].
 
 use axum::http::HeaderMap;
-use base64::{engine::general_purpose::STANDARD, Engine};
-use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 use shared::{
@@ -31,20 +29,11 @@ use shared::{
 };
 
 use super::{
-    first_email, header, integer_text, json_object, percent_decode, quote, reason_text,
-    referral_code, require_secret, valid_referral_code, ProviderPurchase, ProviderReversal,
-    Verdict,
-};
-use crate::{
-    auth::{
-        hmac::{constant_time_eq, sha256},
-        refused, Reason, Scheme,
-    },
-    error::ApiError,
+    first_email, integer_text, json_object, percent_decode, quote, reason_text, referral_code,
+    valid_referral_code, ProviderPurchase, ProviderReversal, Verdict,
 };
 
-/// The header carrying the base64 HMAC-SHA256 of the raw body.
-pub const SIGNATURE_HEADER: &str = "x-shopify-hmac-sha256";
+pub use crate::auth::shopify::{is_present, verify, SIGNATURE_HEADER};
 
 /// The header naming the webhook topic (`orders/paid`, `orders/create`, …).
 pub const TOPIC_HEADER: &str = "x-shopify-topic";
@@ -63,32 +52,6 @@ pub const CANCELLATION_REFUND_ID: &str = "cancelled";
 
 /// Note attributes (cart attributes) that carry a referral code.
 const REFERRAL_ATTRIBUTES: [&str; 2] = ["ref", "referralCode"];
-
-/// True when the request carries a Shopify signature (the generic purchase endpoint uses this to
-/// pick the Shopify scheme).
-pub fn is_present(headers: &HeaderMap) -> bool {
-    headers.contains_key(SIGNATURE_HEADER)
-}
-
-/// Verifies `X-Shopify-Hmac-Sha256` against the contest's Shopify secret. Shopify deliveries carry
-/// no signed timestamp, so `now` is unused (dedupe makes replays harmless).
-pub fn verify(
-    headers: &HeaderMap,
-    body: &[u8],
-    secret: Option<&str>,
-    _now: DateTime<Utc>,
-) -> Result<(), ApiError> {
-    let secret = require_secret(secret, Scheme::Shopify)?;
-    let given =
-        header(headers, SIGNATURE_HEADER).ok_or(refused(Scheme::Shopify, Reason::Missing))?;
-    let given = STANDARD
-        .decode(given)
-        .ok()
-        .filter(|bytes| bytes.len() == 32)
-        .ok_or(refused(Scheme::Shopify, Reason::Malformed))?;
-    let expected = sha256(secret.as_bytes(), &[body]);
-    crate::auth::authenticated(constant_time_eq(&given, &expected), Scheme::Shopify)
-}
 
 /// What an authentic Shopify delivery means.
 ///
@@ -347,10 +310,13 @@ fn landing_site_ref(landing_site: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
+    use base64::{engine::general_purpose::STANDARD, Engine};
+    use chrono::Utc;
     use proptest::prelude::*;
     use serde_json::json;
 
     use super::*;
+    use crate::error::ApiError;
     use crate::providers::fuzz;
 
     const SECRET: &str = "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";

@@ -20,7 +20,8 @@
 //!
 //! - [`prefer`]: reading the `Prefer` header.
 //! - [`waiters`]: the registry of waiting requests, by correlation id.
-//! - [`answer`]: the answers' shapes.
+//! - [`answer`]: the synchronous answers' types (each one variant of its operation's answer in
+//!   [`crate::webhooks::answer`]).
 
 pub mod answer;
 pub mod prefer;
@@ -30,25 +31,19 @@ use std::{convert::Infallible, time::Duration};
 
 use axum::{
     extract::FromRequestParts,
-    http::{request::Parts, HeaderValue, StatusCode},
-    response::Response,
+    http::{request::Parts, HeaderName, HeaderValue},
 };
-use shared::{
-    event::{Envelope, ReversalKind},
-    ids::OrderId,
-    outcome::Outcome,
-};
+use shared::{event::Envelope, ids::OrderId, outcome::Outcome};
 use tokio::time::Instant;
 
 use self::{
-    answer::{PurchaseAnswer, RefundAnswer, SignupAnswer},
+    answer::{PurchaseRecorded, ReversalSettled, SignupRecorded},
     prefer::{WaitPreference, PREFERENCE_APPLIED},
     waiters::Ended,
 };
 use crate::{
-    error::{success, ApiError},
-    metrics::{with_outcome, Outcome as RequestOutcome},
-    state::AppState,
+    api::Reply, error::ApiError, metrics::Outcome as RequestOutcome, state::AppState,
+    webhooks::answer::ReversalAccepted,
 };
 
 /// The longest wait a sender may ask for, in seconds (`Prefer: wait=10` waits 4).
@@ -188,70 +183,60 @@ pub async fn publish(
 }
 
 impl Published {
-    /// The worker's outcome, when the request waited and it came in time (for handlers that
-    /// build their answer themselves, with [`answer`]'s types).
+    /// The worker's outcome, when the request waited and it came in time.
     pub fn outcome(&self) -> Option<&Outcome> {
         self.outcome.as_ref()
     }
 
     /// The `Preference-Applied` header the answer carries, when the request waited (whether the
     /// outcome came or not).
-    pub fn preference_applied(&self) -> Option<(axum::http::HeaderName, HeaderValue)> {
+    pub fn preference_applied(&self) -> Option<(HeaderName, HeaderValue)> {
         let wait = self.wait?;
         let value = HeaderValue::from_str(&format!("wait={}", wait.seconds)).ok()?;
         Some((PREFERENCE_APPLIED, value))
     }
 
     /// The synchronous answer to a purchase of `order_id`, when its outcome came in time.
-    pub fn purchase_answer(&self, order_id: &OrderId) -> Option<Response> {
+    pub fn purchase_answer(&self, order_id: &OrderId) -> Option<PurchaseRecorded> {
         match &self.outcome {
-            Some(Outcome::Purchase(outcome)) => {
-                self.answer(serde_json::to_value(PurchaseAnswer::new(outcome, order_id)))
-            }
+            Some(Outcome::Purchase(outcome)) => Some(PurchaseRecorded::new(outcome, order_id)),
             _ => None,
         }
     }
 
     /// The synchronous answer to a signup, when its outcome came in time.
-    pub fn signup_answer(&self) -> Option<Response> {
+    pub fn signup_answer(&self) -> Option<SignupRecorded> {
         match &self.outcome {
-            Some(Outcome::Signup(outcome)) => {
-                self.answer(serde_json::to_value(SignupAnswer::new(outcome)))
-            }
+            Some(Outcome::Signup(outcome)) => Some(SignupRecorded::new(outcome)),
             _ => None,
         }
     }
 
-    /// The synchronous answer to a reversal of `order_id` named `refund_id` of `kind`, when its
-    /// outcome came in time.
-    pub fn refund_answer(
-        &self,
-        order_id: &OrderId,
-        refund_id: &str,
-        kind: ReversalKind,
-    ) -> Option<Response> {
+    /// The synchronous answer to the reversal `accepted` describes, when its outcome came in
+    /// time.
+    pub fn refund_answer(&self, accepted: &ReversalAccepted) -> Option<ReversalSettled> {
         match &self.outcome {
-            Some(Outcome::Reversal(outcome)) => self.answer(serde_json::to_value(
-                RefundAnswer::new(outcome, order_id, refund_id, kind),
-            )),
+            Some(Outcome::Reversal(outcome)) => ReversalSettled::new(outcome, accepted),
             _ => None,
         }
     }
 
-    /// The usual `accepted` answer, marked `Preference-Applied` when the request waited.
-    pub fn accepted(&self, mut response: Response) -> Response {
-        if let Some((name, value)) = self.preference_applied() {
-            response.headers_mut().insert(name, value);
-        }
-        response
+    /// `data`, a synchronous answer: `200`, counted as `answered`, with `Preference-Applied`.
+    pub fn answered<T>(&self, data: T) -> Reply<T> {
+        self.mark(Reply::ok(data).outcome(RequestOutcome::ANSWERED))
     }
 
-    fn answer(&self, data: serde_json::Result<serde_json::Value>) -> Option<Response> {
-        let response = with_outcome(
-            success(StatusCode::OK, data.ok()?),
-            RequestOutcome::ANSWERED,
-        );
-        Some(self.accepted(response))
+    /// `data`, the usual `accepted` answer: `200`, counted as `accepted`, with
+    /// `Preference-Applied` when the request waited (and the outcome did not come in time).
+    pub fn accepted<T>(&self, data: T) -> Reply<T> {
+        self.mark(Reply::ok(data).outcome(RequestOutcome::ACCEPTED))
+    }
+
+    fn mark<T>(&self, reply: Reply<T>) -> Reply<T> {
+        match self.preference_applied() {
+            Some((name, value)) => reply.header(name, value),
+            None => reply,
+        }
     }
 }
 

@@ -30,10 +30,10 @@ use crate::{
 };
 
 /// The path parameter holding the contest id in every webhook route.
-const CONTEST_PARAM: &str = "{contest_id}";
+const CONTEST_PARAM: &str = "{contestId}";
 
 /// The path parameter holding the order id of the lookup.
-const ORDER_PARAM: &str = "{order_id}";
+const ORDER_PARAM: &str = "{orderId}";
 
 /// Which credentials a webhook route takes, by its route template and method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,8 +223,8 @@ fn segment<'a>(template: &str, path: &'a str, param: &str) -> Option<Cow<'a, str
 mod tests {
     use super::*;
 
-    const LOOKUP: &str = "/api/webhooks/purchase/{contest_id}/{order_id}";
-    const PURCHASE: &str = "/api/webhooks/purchase/{contest_id}";
+    const LOOKUP: &str = "/api/webhooks/purchase/{contestId}/{orderId}";
+    const PURCHASE: &str = "/api/webhooks/purchase/{contestId}";
 
     #[test]
     fn segments_are_found_by_their_parameter_and_decoded() {
@@ -261,19 +261,19 @@ mod tests {
         assert_eq!(of(Method::POST, LOOKUP), None);
         assert_eq!(of(Method::GET, PURCHASE), None);
         assert_eq!(
-            of(Method::POST, "/api/webhooks/referral/stripe/{contest_id}"),
+            of(Method::POST, "/api/webhooks/referral/stripe/{contestId}"),
             Some(Credentials::Stripe)
         );
         assert_eq!(
-            of(Method::POST, "/api/webhooks/referral/shopify/{contest_id}"),
+            of(Method::POST, "/api/webhooks/referral/shopify/{contestId}"),
             Some(Credentials::Shopify)
         );
         assert_eq!(
-            of(Method::POST, "/api/webhooks/coinflow/{contest_id}"),
+            of(Method::POST, "/api/webhooks/coinflow/{contestId}"),
             Some(Credentials::Coinflow)
         );
         assert_eq!(
-            of(Method::POST, "/api/webhooks/refund/{contest_id}"),
+            of(Method::POST, "/api/webhooks/refund/{contestId}"),
             Some(Credentials::Generic)
         );
     }

@@ -5,7 +5,9 @@
 //! - [`refund`]: the generic refund webhook, and the publishing of every reversal.
 //! - [`provider`]: Shopify, Stripe and Coinflow endpoints.
 //! - [`gate`]: what every webhook route refuses before reading the body.
+//! - [`answer`]: what the webhooks answer.
 
+pub mod answer;
 pub mod gate;
 pub mod provider;
 pub mod purchase;
@@ -14,36 +16,22 @@ pub mod signup;
 
 use std::sync::Arc;
 
-use axum::{routing::post, Router};
 use shared::{contest::Contest, ids::ContestId};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{contest_cache::Lookup, error::ApiError, state::AppState};
 
-/// Routes of the public listener.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/webhooks/purchase/{contest_id}",
-            post(purchase::receive),
-        )
-        .route(
-            "/api/webhooks/purchase/{contest_id}/{order_id}",
-            axum::routing::get(purchase::lookup),
-        )
-        .route("/api/webhooks/signup/{contest_id}", post(signup::receive))
-        .route("/api/webhooks/refund/{contest_id}", post(refund::receive))
-        .route(
-            "/api/webhooks/referral/shopify/{contest_id}",
-            post(provider::shopify_referral),
-        )
-        .route(
-            "/api/webhooks/referral/stripe/{contest_id}",
-            post(provider::stripe_referral),
-        )
-        .route(
-            "/api/webhooks/coinflow/{contest_id}",
-            post(provider::coinflow),
-        )
+/// Routes of the public listener, each with its OpenAPI operation: the router and the document
+/// are built from this one list, so no route can be served undocumented or documented unserved.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(purchase::receive))
+        .routes(routes!(purchase::lookup))
+        .routes(routes!(signup::receive))
+        .routes(routes!(refund::receive))
+        .routes(routes!(provider::shopify_referral))
+        .routes(routes!(provider::stripe_referral))
+        .routes(routes!(provider::coinflow))
 }
 
 /// Resolves the contest of a webhook URL from the cache: an id that cannot exist is 404 without

@@ -8,28 +8,41 @@
 
 use axum::{
     extract::{Path, State},
-    http::{HeaderMap, StatusCode},
-    response::Response,
+    http::HeaderMap,
 };
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde_json::{json, Value};
+use serde::{de::IgnoredAny, Deserialize};
 use shared::{
     contest::Contest,
     event::{Envelope, Event, RefundAmount, ReversalEvent, ReversalKind, ReversalTarget},
     ids::{OrderId, ReversalId, Source},
     money::{Currency, MoneyError, MAX_AMOUNT},
 };
+use utoipa::ToSchema;
 
-use super::resolve_contest;
+use super::{
+    answer::{Accepted, RefundWebhookAnswer, ReversalAccepted},
+    resolve_contest,
+};
 use crate::{
+    api::{
+        envelope::{
+            BadRequest, Forbidden, NotFound, PayloadTooLarge, ServiceUnavailable, Unauthorized,
+        },
+        fields::{required, ExactDecimal, IdText, Text},
+        schema::{
+            self, ContestIdParam, CurrencyCode, PreferHeader, PreferenceApplied,
+            StandardWebhooksHeaders,
+        },
+        Envelope as Answer, Reply,
+    },
     auth::{self, ShopifyOrders},
-    body::{parse_object, Fields, RawBody},
-    error::{success, ApiError},
-    metrics::{with_outcome, Outcome},
+    body::{self, RawBody},
+    error::ApiError,
     providers::{ProviderReversal, MAX_REASON_CHARS},
     state::AppState,
-    sync::{self, Asked, Wait},
+    sync::{self, Asked, Published, Wait},
 };
 
 /// The refund id of a reversal that names none: the whole purchase (or its one chargeback).
@@ -41,29 +54,113 @@ pub const CHARGEBACK_REASON: &str = "chargeback";
 /// The `reason` that makes a generic reversal a won chargeback.
 pub const CHARGEBACK_WON_REASON: &str = "chargeback_won";
 
-/// Receives one refund: contest → authentication → tracking switch → body → publish → 200.
+/// The generic refund webhook's body. Authenticated like the purchase webhook (a Shopify
+/// signature is refused here: Shopify refunds go to the Shopify URLs as `refunds/create`). Fields
+/// it does not use are ignored.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"orderId": "A-1", "refundId": "R-1", "amount": "40.00", "reason": "damaged"}))]
+pub struct RefundRequest {
+    /// The order id of the purchase, as sent with it (a string or an integer). The purchase need
+    /// not be recorded yet: the worker keeps the reversal and applies it when it lands.
+    #[serde(default)]
+    #[schema(schema_with = schema::order_id, required = true)]
+    pub order_id: Option<IdText>,
+    /// Names this refund (or chargeback), 1–255 characters. Required with `amount` on a refund
+    /// (two partial refunds of the same amount are two refunds); default `full`. With the
+    /// contest, source, order and kind it is the dedupe key: the same refund sent twice counts
+    /// once.
+    #[serde(default)]
+    #[schema(schema_with = schema::refund_id)]
+    pub refund_id: Option<IdText>,
+    /// The amount returned; absent means the whole purchase. A chargeback always takes back
+    /// everything still held: an amount sent with one is validated and not otherwise used.
+    #[serde(default)]
+    #[schema(schema_with = schema::refund_amount)]
+    pub amount: Option<ExactDecimal>,
+    /// ISO 4217 code in any case, of a partial refund; absent means the purchase's currency. A
+    /// refund in another currency than the purchase's changes nothing (the worker records it as
+    /// a currency mismatch).
+    #[serde(default)]
+    #[schema(value_type = Option<CurrencyCode>)]
+    pub currency: Option<Text>,
+    /// `chargeback` makes it a chargeback, `chargeback_won` gives back what the chargeback named
+    /// by `refundId` took (any letter case); any other text is the refund's reason in the ledger
+    /// (at most 500 characters, no control characters).
+    #[serde(default)]
+    #[schema(value_type = Option<String>, max_length = 500, example = "damaged")]
+    pub reason: Option<Text>,
+    /// The contest's webhook secret, consulted only when no header credential and no signature
+    /// is sent.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub secret: Option<IgnoredAny>,
+}
+
+/// Receive a refund, cancellation or chargeback
 ///
-/// Authenticated exactly like the generic purchase webhook, except that a Shopify signature is
-/// refused (401): Shopify refunds arrive as `refunds/create` on the Shopify URLs. Refused with
-/// 403 while purchase tracking is off, like a purchase: a paused contest is frozen both ways, and
-/// the sender retries (providers) or resends (stores) once it runs again.
+/// Money went back on a purchase sent to the purchase webhook (source `api`): points are
+/// taken back in proportion (refund), all of them (`reason: chargeback`), or given back
+/// (`reason: chargeback_won`). Authenticated like the purchase webhook, except that a
+/// Shopify signature is `401` here. Order of checks as for a purchase: contest (404) → body
+/// size (413) → authentication (401, before the body is validated) → purchase tracking (403:
+/// a paused contest takes no refunds either; the sender retries once it runs again) →
+/// fields (400 naming the field) → publish with publisher confirm (503 + `Retry-After`) →
+/// 200. The order need not be known: the worker keeps the reversal and applies it once, when
+/// the purchase is recorded.
+///
+/// Synchronous answers as for a purchase (`Prefer: wait=N`, or the contest's
+/// `syncResponses`): the answer is then what the reversal did (`status` `applied`,
+/// `pending` while the purchase is not recorded, `duplicate`, `currency_mismatch` or
+/// `points_limit`; `pointsReversed`; the purchase's status after it).
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/refund/{contestId}",
+    tag = "webhooks",
+    operation_id = "receiveRefund",
+    params(ContestIdParam, StandardWebhooksHeaders, PreferHeader),
+    request_body(content = RefundRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Settled or kept pending (the sender waited and the \
+            outcome came in time: `status` is what the reversal did), or durably queued \
+            (`accepted`).", body = Answer<RefundWebhookAnswer>,
+            headers(("Preference-Applied" = inline(PreferenceApplied), description = "`wait=N`, \
+                the wait applied (capped at 4), when the request waited for the worker's \
+                outcome, whether it came in time or the answer is `accepted`; absent when the \
+                request did not wait."))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 503, response = ServiceUnavailable),
+    ),
+    security(
+        ("webhookSecret" = []),
+        ("webhookSecretBearer" = []),
+        ("standardWebhooks" = []),
+    ),
+)]
 pub async fn receive(
     State(state): State<AppState>,
     Path(contest_id): Path<String>,
     asked: Asked,
     headers: HeaderMap,
     RawBody(body): RawBody,
-) -> Result<Response, ApiError> {
+) -> Result<Reply<RefundWebhookAnswer>, ApiError> {
     let contest = resolve_contest(&state, &contest_id).await?;
     let now = Utc::now();
     auth::authenticate_generic(&headers, &body, &contest, now, ShopifyOrders::Refused)?;
     if !contest.purchase_tracking {
         return Err(ApiError::TrackingDisabled);
     }
-    let object = parse_object(&body)?;
-    let reversal = parse_body(&Fields::new(&object))?;
+    let reversal = parse_body(body::lenient(&body)?)?;
     let wait = asked.wait(contest.sync_responses);
-    accept(&state, &contest, Source::Api, reversal, now, wait).await
+    let (accepted, published) = accept(&state, &contest, Source::Api, reversal, now, wait).await?;
+    if let Some(settled) = published.refund_answer(&accepted) {
+        return Ok(published.answered(RefundWebhookAnswer::Settled(settled)));
+    }
+    Ok(published.accepted(RefundWebhookAnswer::Accepted(accepted)))
 }
 
 /// Validates a generic refund body field by field (every 400 names its field).
@@ -80,22 +177,22 @@ pub async fn receive(
 ///   `amount` on a refund, so that two partial refunds of the same amount are two refunds, and
 ///   [`DEFAULT_REFUND_ID`] otherwise. A chargeback always reverses everything the purchase still
 ///   holds: an `amount` sent with one is validated and otherwise not used.
-pub fn parse_body(fields: &Fields<'_>) -> Result<ProviderReversal, ApiError> {
-    let order_id = OrderId::parse(&fields.required_id("orderId")?)
+pub fn parse_body(request: RefundRequest) -> Result<ProviderReversal, ApiError> {
+    let order_id = OrderId::parse(&required(request.order_id, "orderId")?.0)
         .map_err(|error| ApiError::field("orderId", error.to_string()))?;
-    let amount = match fields.get("amount") {
-        Some(value) => Some(positive_amount(fields.decimal("amount", value)?)?),
+    let amount = match request.amount {
+        Some(amount) => Some(positive_amount(amount.0)?),
         None => None,
     };
-    let currency = match fields.optional_str("currency")? {
+    let currency = match request.currency {
         Some(code) => Some(
-            Currency::parse(code)
+            Currency::parse(&code.0)
                 .map_err(|error| ApiError::field("currency", error.to_string()))?,
         ),
         None => None,
     };
-    let (kind, reason) = kind_and_reason(fields.optional_str("reason")?)?;
-    let refund_id = optional_refund_id(fields)?;
+    let (kind, reason) = kind_and_reason(request.reason.as_ref().map(|text| text.0.as_str()))?;
+    let refund_id = optional_refund_id(request.refund_id)?;
     if kind == ReversalKind::Refund && amount.is_some() && refund_id.is_none() {
         return Err(ApiError::field(
             "refundId",
@@ -159,12 +256,9 @@ fn kind_and_reason(reason: Option<&str>) -> Result<(ReversalKind, Option<String>
 
 /// `refundId`, when sent: a string or an integer (its digits kept), 1–255 characters without
 /// control characters.
-fn optional_refund_id(fields: &Fields<'_>) -> Result<Option<String>, ApiError> {
-    let text = match fields.get("refundId") {
-        None => return Ok(None),
-        Some(Value::String(text)) => text.clone(),
-        Some(Value::Number(number)) if number.is_u64() || number.is_i64() => number.to_string(),
-        Some(_) => return Err(ApiError::field("refundId", "must be a string")),
+fn optional_refund_id(refund_id: Option<IdText>) -> Result<Option<String>, ApiError> {
+    let Some(IdText(text)) = refund_id else {
+        return Ok(None);
     };
     // The same rule as order ids (1–255 characters, no control characters).
     OrderId::parse(&text)
@@ -172,11 +266,11 @@ fn optional_refund_id(fields: &Fields<'_>) -> Result<Option<String>, ApiError> {
         .map_err(|error| ApiError::field("refundId", error.to_string()))
 }
 
-/// Publishes a reversal of a purchase of `source` in `contest` and answers
-/// `200 {"reversalId", "orderId" | "paymentIntent", "refundId", "kind", "status": "accepted"}`
-/// once the broker has confirmed it (503 on any broker trouble), or, with a `wait` whose outcome
-/// comes in time, what the reversal did ([`sync::answer::RefundAnswer`]). Provider events never
-/// wait (`None`).
+/// Publishes a reversal of a purchase of `source` in `contest` and, once the broker has
+/// confirmed it (503 on any broker trouble), returns its `accepted` answer
+/// `{"reversalId", "orderId" | "paymentIntent", "refundId", "kind", "status": "accepted"}`
+/// ([`ReversalAccepted`]) and, with a `wait`, the outcome if it came in time
+/// ([`Published::refund_answer`]). Provider events never wait (`None`).
 ///
 /// `reversalId` is derived from the dedupe key `(contest, source, target, refundId, kind)`, so a
 /// redelivered or repeated reversal carries the same id.
@@ -187,7 +281,7 @@ pub async fn accept(
     reversal: ProviderReversal,
     now: DateTime<Utc>,
     wait: Option<Wait>,
-) -> Result<Response, ApiError> {
+) -> Result<(ReversalAccepted, Published), ApiError> {
     let reversal_id = ReversalId::derive(
         &contest.id,
         source,
@@ -195,22 +289,19 @@ pub async fn accept(
         &reversal.refund_id,
         reversal.kind.as_str(),
     );
-    let mut answer = json!({
-        "reversalId": reversal_id,
-        "refundId": reversal.refund_id,
-        "kind": reversal.kind.as_str(),
-        "status": "accepted",
-    });
-    match &reversal.target {
-        ReversalTarget::OrderId(order_id) => answer["orderId"] = json!(order_id),
-        ReversalTarget::PaymentIntent(intent) => answer["paymentIntent"] = json!(intent),
-    }
-    let kind = reversal.kind;
-    let order_id = match &reversal.target {
-        ReversalTarget::OrderId(order_id) => Some(order_id.clone()),
-        ReversalTarget::PaymentIntent(_) => None,
+    let (order_id, payment_intent) = match &reversal.target {
+        ReversalTarget::OrderId(order_id) => (Some(order_id.as_str().to_owned()), None),
+        ReversalTarget::PaymentIntent(intent) => (None, Some(intent.clone())),
     };
-    let refund_id = reversal.refund_id.clone();
+    let answer = ReversalAccepted {
+        reversal_id: reversal_id.clone(),
+        order_id,
+        payment_intent,
+        refund_id: reversal.refund_id.clone(),
+        kind: reversal.kind,
+        status: Accepted::Accepted,
+    };
+    let kind = reversal.kind;
     let envelope = Envelope::new(Event::Reversal(ReversalEvent {
         reversal_id: reversal_id.clone(),
         contest_id: contest.id.clone(),
@@ -230,27 +321,19 @@ pub async fn accept(
         kind = kind.as_str(),
         "reversal accepted"
     );
-    let answered = order_id
-        .as_ref()
-        .and_then(|order_id| published.refund_answer(order_id, &refund_id, kind));
-    if let Some(answer) = answered {
-        return Ok(answer);
-    }
-    Ok(published.accepted(with_outcome(
-        success(StatusCode::OK, answer),
-        Outcome::ACCEPTED,
-    )))
+    Ok((answer, published))
 }
 
 #[cfg(test)]
 mod tests {
     use std::str::FromStr;
 
+    use serde_json::{json, Value};
+
     use super::*;
 
     fn parse(body: Value) -> Result<ProviderReversal, ApiError> {
-        let object = body.as_object().expect("an object").clone();
-        parse_body(&Fields::new(&object))
+        parse_body(body::lenient(body.to_string().as_bytes())?)
     }
 
     fn field(body: Value) -> String {

@@ -1,4 +1,4 @@
-//! Contest rows: load, find, insert, update.
+//! Contest rows: load, find, list, insert, update.
 
 use std::{collections::BTreeMap, str::FromStr};
 
@@ -37,6 +37,23 @@ pub async fn find(db: impl PgExecutor<'_>, id: &ContestId) -> Result<Option<Cont
         .try_map(|row: PgRow| from_row(&row))
         .fetch_optional(db)
         .await
+}
+
+/// Up to `limit` contests with ids after `after`, in id order (keyset paging on the primary
+/// key).
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Contest>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM contests WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .try_map(|row: PgRow| from_row(&row))
+    .fetch_all(db)
+    .await
 }
 
 /// Several contests by id (the worker prices a whole batch with one query).

@@ -1,5 +1,8 @@
-//! Contest entries: lookup, leaderboard and signup (with its referral bonus, written to the
-//! points ledger like every change of points).
+//! Contest entries: lookup, lists, leaderboard, signup (with its referral bonus, written to the
+//! points ledger like every change of points) and erasure.
+//!
+//! An erased entry keeps its row, renamed to a random id, without email, name or phone: its
+//! points, ledger and purchases stay (the books balance), but no read here finds it any more.
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -86,14 +89,14 @@ fn from_row(row: &PgRow) -> Result<Entry, sqlx::Error> {
     })
 }
 
-/// One entry of a contest by id.
+/// One entry of a contest by id (an erased entry is not found).
 pub async fn find(
     db: impl PgExecutor<'_>,
     contest: &ContestId,
     id: &str,
 ) -> Result<Option<Entry>, sqlx::Error> {
     sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM entries WHERE contest_id = $1 AND id = $2"
+        "SELECT {COLUMNS} FROM entries WHERE contest_id = $1 AND id = $2 AND erased_at IS NULL"
     ))
     .bind(contest.as_str())
     .bind(id)
@@ -109,7 +112,8 @@ pub async fn find_by_referral_code(
     code: &str,
 ) -> Result<Option<Entry>, sqlx::Error> {
     sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM entries WHERE contest_id = $1 AND referral_code = $2"
+        "SELECT {COLUMNS} FROM entries WHERE contest_id = $1 AND referral_code = $2 \
+         AND erased_at IS NULL"
     ))
     .bind(contest.as_str())
     .bind(normalise_referral_code(code))
@@ -128,7 +132,7 @@ pub struct Ranked {
 }
 
 /// The top `limit` entries by points; ties are ranked equal and listed oldest first.
-/// Disqualified entries are left out (and take no rank).
+/// Disqualified and erased entries are left out (and take no rank).
 pub async fn leaderboard(
     db: impl PgExecutor<'_>,
     contest: &ContestId,
@@ -136,7 +140,7 @@ pub async fn leaderboard(
 ) -> Result<Vec<Ranked>, sqlx::Error> {
     sqlx::query(&format!(
         "SELECT {COLUMNS}, RANK() OVER (ORDER BY points DESC) AS rank FROM entries \
-         WHERE contest_id = $1 AND disqualified_at IS NULL \
+         WHERE contest_id = $1 AND disqualified_at IS NULL AND erased_at IS NULL \
          ORDER BY points DESC, created_at, id LIMIT $2"
     ))
     .bind(contest.as_str())
@@ -149,6 +153,102 @@ pub async fn leaderboard(
     })
     .fetch_all(db)
     .await
+}
+
+/// Up to `limit` entries of a contest with ids after `after`, in id order (keyset paging on the
+/// `entries_by_contest` index; erased entries are left out).
+pub async fn list(
+    db: impl PgExecutor<'_>,
+    contest: &ContestId,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Entry>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM entries WHERE contest_id = $1 AND erased_at IS NULL \
+         AND ($2::text IS NULL OR id > $2) ORDER BY id LIMIT $3"
+    ))
+    .bind(contest.as_str())
+    .bind(after)
+    .bind(limit)
+    .try_map(|row: PgRow| from_row(&row))
+    .fetch_all(db)
+    .await
+}
+
+/// A fresh id for an erased entry: `erased_` + 26 random base-32 characters (130 bits), drawn
+/// from nothing about the person, so it cannot be derived from their email the way live entry
+/// ids are.
+pub fn erased_entry_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut rng = rand::rng();
+    let random: String = (0..26)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("erased_{random}")
+}
+
+/// Erases an entry at the person's request, in the caller's transaction; `None` when the contest
+/// has no such (live) entry.
+///
+/// The entry is renamed to a random id ([`erased_entry_id`]) in one statement that also clears
+/// its email, name and phone, gives it a fresh referral code (its old code then credits nobody)
+/// and marks it erased. The foreign keys cascade the rename to its purchases, the referral
+/// credits it earned, the entries it referred and its idempotency keys; the ledger (which has no
+/// foreign key) is moved here, and ledger texts naming the old id are rewritten. Its points,
+/// ledger and purchases stay, so every total still balances; the derived id is free again, so
+/// the next event for the same email starts a new entry from zero.
+///
+/// Concurrency: the rename changes the row's key, so it waits for every transaction holding the
+/// row (a worker that recorded a purchase for it holds a key-share lock through the foreign key
+/// until it commits) and those purchases move with it. A worker that creates the entry after
+/// the rename waits for this transaction and then creates a fresh one; one that found the entry
+/// just before the rename and references it afterwards gets a foreign-key violation, which
+/// `super::is_retryable` treats as a transient conflict: its retry creates the fresh entry.
+pub async fn erase(
+    tx: &mut PgConnection,
+    contest: &ContestId,
+    entry_id: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let erased_id = erased_entry_id();
+    let renamed: Option<Option<String>> = sqlx::query_scalar(
+        "UPDATE entries SET id = $3, email = NULL, name = NULL, phone = NULL, \
+         referral_code = $4, erased_at = now() \
+         WHERE contest_id = $1 AND id = $2 AND erased_at IS NULL RETURNING referred_by",
+    )
+    .bind(contest.as_str())
+    .bind(entry_id)
+    .bind(&erased_id)
+    .bind(generate_referral_code())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(referred_by) = renamed else {
+        return Ok(None);
+    };
+    sqlx::query("UPDATE points_ledger SET entry_id = $2 WHERE entry_id = $1")
+        .bind(entry_id)
+        .bind(&erased_id)
+        .execute(&mut *tx)
+        .await?;
+    // Stored answers of idempotent adjustments quote the email; the erased entry cannot be
+    // addressed any more, so they can never be replayed.
+    sqlx::query("DELETE FROM adjustment_keys WHERE entry_id = $1")
+        .bind(&erased_id)
+        .execute(&mut *tx)
+        .await?;
+    // Signup bonus rows name the other side of the referral by entry id: the advocate's rows
+    // name this entry, and so do the rows of the entries it referred.
+    sqlx::query(
+        "UPDATE points_ledger SET reason = replace(reason, $1, $2) \
+         WHERE entry_id IN (SELECT id FROM entries WHERE referred_by = $2 \
+                            UNION ALL SELECT $3::text) \
+         AND kind = 'signup' AND strpos(reason, $1) > 0",
+    )
+    .bind(entry_id)
+    .bind(&erased_id)
+    .bind(referred_by)
+    .execute(&mut *tx)
+    .await?;
+    Ok(Some(erased_id))
 }
 
 /// What a signup asks for.
@@ -191,9 +291,9 @@ pub async fn sign_up(
     signup: Signup<'_>,
 ) -> Result<SignupOutcome, sqlx::Error> {
     let entry_id = EntryId::derive(&contest.id, signup.email);
-    let inserted = insert_if_missing(&mut *tx, &contest.id, &entry_id, signup.email).await?;
+    let mut inserted = insert_if_missing(&mut *tx, &contest.id, &entry_id, signup.email).await?;
 
-    let referrer = match signup.referral_code {
+    let mut referrer = match signup.referral_code {
         Some(code) => find_by_referral_code(&mut *tx, &contest.id, code)
             .await?
             .filter(|owner| owner.id != entry_id),
@@ -205,12 +305,18 @@ pub async fn sign_up(
         lock_ids.push(owner.id.as_str().to_owned());
     }
     lock_ids.sort();
-    let balances: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT id, points FROM entries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
-    )
-    .bind(&lock_ids)
-    .fetch_all(&mut *tx)
-    .await?;
+    let mut balances = lock_balances(&mut *tx, &lock_ids).await?;
+    // An erasure may have renamed the entry (or the advocate) between the insert and the lock;
+    // the lock waited for it to commit. The person's entry is then created afresh (the derived
+    // id is free again), and an erased advocate credits nobody.
+    for _ in 0..3 {
+        if balances.iter().any(|(id, _)| id == entry_id.as_str()) {
+            break;
+        }
+        inserted = insert_if_missing(&mut *tx, &contest.id, &entry_id, signup.email).await?;
+        balances = lock_balances(&mut *tx, &lock_ids).await?;
+    }
+    referrer = referrer.filter(|owner| balances.iter().any(|(id, _)| id == owner.id.as_str()));
     let balance = |id: &str| {
         balances
             .iter()
@@ -293,6 +399,20 @@ pub async fn sign_up(
         advocate_points: paid.0,
         friend_points: paid.1,
     })
+}
+
+/// Locks `ids` (sorted) `FOR NO KEY UPDATE` and reads their points; erased entries are not
+/// among the rows (their ids changed).
+async fn lock_balances(
+    tx: &mut PgConnection,
+    ids: &[String],
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, points FROM entries WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+    )
+    .bind(ids)
+    .fetch_all(&mut *tx)
+    .await
 }
 
 /// Creates an empty entry for `email` unless one exists; true when this call created it.

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{postgres::PgRow, PgConnection, PgExecutor, Row};
 
 /// Why an entry's points changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum LedgerKind {
     /// A purchase's points.
     Purchase,
@@ -36,6 +38,20 @@ impl LedgerKind {
             LedgerKind::Chargeback => "chargeback",
             LedgerKind::Adjustment => "adjustment",
         }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            LedgerKind::Purchase,
+            LedgerKind::Referral,
+            LedgerKind::Signup,
+            LedgerKind::Refund,
+            LedgerKind::Chargeback,
+            LedgerKind::Adjustment,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == raw)
     }
 }
 
@@ -82,8 +98,8 @@ pub async fn record(tx: &mut PgConnection, changes: &[NewChange<'_>]) -> Result<
 /// One row of an entry's ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
-    /// `purchase`, `referral`, `signup`, `refund`, `chargeback` or `adjustment`.
-    pub kind: String,
+    /// Why the points changed.
+    pub kind: LedgerKind,
     /// The change (negative when points were taken).
     pub points: i64,
     /// The purchase it concerns, if any.
@@ -103,7 +119,12 @@ pub async fn history(db: impl PgExecutor<'_>, entry_id: &str) -> Result<Vec<Chan
     .bind(entry_id)
     .try_map(|row: PgRow| {
         Ok(Change {
-            kind: row.try_get("kind")?,
+            kind: {
+                let kind: String = row.try_get("kind")?;
+                LedgerKind::parse(&kind).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown ledger kind {kind:?}").into())
+                })?
+            },
             points: row.try_get("points")?,
             purchase_id: row.try_get("purchase_id")?,
             reason: row.try_get("reason")?,

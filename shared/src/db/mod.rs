@@ -155,12 +155,29 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
 /// The unique constraint a referral-code collision violates.
 pub const REFERRAL_CODE_CONSTRAINT: &str = "entries_contest_id_referral_code_key";
 
+/// The foreign keys a purchase and a referral credit reference their entries by. A violation of
+/// either means the entry was erased (renamed) between the moment the transaction found it and
+/// the moment it referenced it: nothing else deletes or renames entries.
+pub const ENTRY_REFERENCE_CONSTRAINTS: [&str; 2] = [
+    "purchases_entry_id_fkey",
+    "referral_credits_advocate_entry_id_fkey",
+];
+
 /// True for errors after which running the whole transaction again may succeed: the database
-/// being unavailable, a serialization failure or deadlock (40001, 40P01), and a referral-code
-/// collision (a new code is drawn on the next attempt).
+/// being unavailable, a serialization failure or deadlock (40001, 40P01), a referral-code
+/// collision (a new code is drawn on the next attempt), and an entry erased under the
+/// transaction's feet (the next attempt creates the person's entry afresh, or finds the erased
+/// advocate's code credits nobody).
 pub fn is_retryable(error: &sqlx::Error) -> bool {
     if let sqlx::Error::Database(db) = error {
         if db.constraint() == Some(REFERRAL_CODE_CONSTRAINT) {
+            return true;
+        }
+        if db.code().as_deref() == Some("23503")
+            && db
+                .constraint()
+                .is_some_and(|name| ENTRY_REFERENCE_CONSTRAINTS.contains(&name))
+        {
             return true;
         }
         if matches!(db.code().as_deref(), Some("40001" | "40P01")) {

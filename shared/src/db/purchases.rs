@@ -11,10 +11,11 @@ use crate::ids::{ContestId, PurchaseId};
 pub struct PurchaseRecord {
     /// The derived purchase id.
     pub id: PurchaseId,
-    /// The buyer's entry.
-    pub entry_id: String,
-    /// The buyer's normalised email.
-    pub email: String,
+    /// The buyer's entry; `None` once that entry was erased (the purchase is unlinked from the
+    /// person, though it still counts in the erased entry's books).
+    pub entry_id: Option<String>,
+    /// The buyer's normalised email; `None` once the buyer's entry was erased.
+    pub email: Option<String>,
     /// The amount as sent.
     pub amount: Decimal,
     /// The currency as sent.
@@ -39,7 +40,8 @@ pub async fn find(
     id: &PurchaseId,
 ) -> Result<Option<PurchaseRecord>, sqlx::Error> {
     sqlx::query(
-        "SELECT p.id, p.entry_id, e.email, p.amount, p.currency, p.points_awarded, p.status, \
+        "SELECT p.id, CASE WHEN e.erased_at IS NULL THEN p.entry_id END AS entry_id, \
+         e.email, p.amount, p.currency, p.points_awarded, p.status, \
          p.refunded_amount, p.points_reversed, p.recorded_at \
          FROM purchases p JOIN entries e ON e.id = p.entry_id \
          WHERE p.contest_id = $1 AND p.id = $2",
@@ -66,20 +68,24 @@ pub async fn find(
 
 /// The entry and current status of recorded purchases, by id: what the worker answers a sender
 /// that waits for a purchase it finds already recorded (read only for such senders, after the
-/// batch has committed, never on the award path).
+/// batch has committed, never on the award path). The entry is `None` once it was erased, as
+/// the lookup shows it.
 pub async fn current_states(
     db: impl PgExecutor<'_>,
     ids: &[&str],
-) -> Result<Vec<(PurchaseId, String, String)>, sqlx::Error> {
-    sqlx::query("SELECT id, entry_id, status FROM purchases WHERE id = ANY($1)")
-        .bind(ids)
-        .try_map(|row: PgRow| {
-            Ok((
-                PurchaseId::from_stored(row.try_get("id")?),
-                row.try_get("entry_id")?,
-                row.try_get("status")?,
-            ))
-        })
-        .fetch_all(db)
-        .await
+) -> Result<Vec<(PurchaseId, Option<String>, String)>, sqlx::Error> {
+    sqlx::query(
+        "SELECT p.id, CASE WHEN e.erased_at IS NULL THEN p.entry_id END AS entry_id, p.status \
+         FROM purchases p JOIN entries e ON e.id = p.entry_id WHERE p.id = ANY($1)",
+    )
+    .bind(ids)
+    .try_map(|row: PgRow| {
+        Ok((
+            PurchaseId::from_stored(row.try_get("id")?),
+            row.try_get("entry_id")?,
+            row.try_get("status")?,
+        ))
+    })
+    .fetch_all(db)
+    .await
 }

@@ -36,8 +36,12 @@ pub struct ReversalState {
     pub currency: String,
     /// The status it was recorded with.
     pub award_status: AwardStatus,
-    /// The total of the refunds received.
-    pub refunded: Decimal,
+    /// The sum of the partial refunds received.
+    pub partial_sum: Decimal,
+    /// The largest cumulative refunded total received (Stripe's `amount_refunded`).
+    pub cumulative_max: Decimal,
+    /// Whether a whole-purchase refund (or cancellation) was received.
+    pub fully_refunded: bool,
     /// Refund ids of the chargebacks applied.
     pub chargebacks: BTreeSet<String>,
     /// Refund ids of the chargebacks won (a win may arrive before its chargeback).
@@ -45,9 +49,11 @@ pub struct ReversalState {
 }
 
 impl ReversalState {
-    /// Folds one reversal in. A `Partial` refund adds to the refunded total, `Full` raises it to
-    /// at least the amount, `Cumulative` to at least the given total; a chargeback becomes
-    /// active unless already won; a win deactivates the chargeback with the same refund id.
+    /// Folds one reversal in. A `Partial` refund adds to the partial sum, `Full` marks the
+    /// purchase refunded whole, `Cumulative` raises the largest total seen; a chargeback becomes
+    /// active unless already won; a win deactivates the chargeback with the same refund id. Every
+    /// step is commutative, so the state (and [`ReversalState::refunded`]) does not depend on the
+    /// order reversals arrive in.
     pub fn absorb(
         &mut self,
         kind: ReversalKind,
@@ -61,30 +67,75 @@ impl ReversalState {
             ReversalKind::ChargebackWon => {
                 self.won.insert(refund_id.to_owned());
             }
-            ReversalKind::Refund => {
-                self.refunded = match amount {
-                    RefundAmount::Full => self.refunded.max(self.amount),
-                    RefundAmount::Partial { amount, currency } => {
-                        if currency
-                            .as_ref()
-                            .is_some_and(|c| c.as_str() != self.currency)
-                        {
-                            return Err(Refused::CurrencyMismatch);
-                        }
-                        self.refunded
-                            .checked_add((*amount).max(Decimal::ZERO))
-                            .ok_or(Refused::OutOfRange)?
+            ReversalKind::Refund => match amount {
+                RefundAmount::Full => self.fully_refunded = true,
+                RefundAmount::Partial { amount, currency } => {
+                    if currency
+                        .as_ref()
+                        .is_some_and(|c| c.as_str() != self.currency)
+                    {
+                        return Err(Refused::CurrencyMismatch);
                     }
-                    RefundAmount::Cumulative { amount, currency } => {
-                        if currency.as_str() != self.currency {
-                            return Err(Refused::CurrencyMismatch);
-                        }
-                        self.refunded.max(*amount)
+                    self.partial_sum = self
+                        .partial_sum
+                        .checked_add((*amount).max(Decimal::ZERO))
+                        .ok_or(Refused::OutOfRange)?;
+                }
+                RefundAmount::Cumulative { amount, currency } => {
+                    if currency.as_str() != self.currency {
+                        return Err(Refused::CurrencyMismatch);
                     }
-                };
-            }
+                    self.cumulative_max = self.cumulative_max.max(*amount);
+                }
+            },
         }
         Ok(())
+    }
+
+    /// Folds back in a reversal applied earlier, as stored (`kind`, `amount_type` and `amount`
+    /// columns of the reversals table; its currency was checked when it was applied).
+    pub fn restore(
+        &mut self,
+        kind: &str,
+        refund_id: String,
+        amount_type: &str,
+        amount: Option<Decimal>,
+    ) {
+        match kind {
+            "chargeback" => {
+                self.chargebacks.insert(refund_id);
+            }
+            "chargeback_won" => {
+                self.won.insert(refund_id);
+            }
+            _ => match (amount_type, amount) {
+                ("partial", Some(amount)) => {
+                    // Stored sums were in range when applied; saturate rather than fail later.
+                    self.partial_sum = self
+                        .partial_sum
+                        .checked_add(amount.max(Decimal::ZERO))
+                        .unwrap_or(Decimal::MAX);
+                }
+                ("cumulative", Some(amount)) => {
+                    self.cumulative_max = self.cumulative_max.max(amount);
+                }
+                _ => self.fully_refunded = true,
+            },
+        }
+    }
+
+    /// The total refunded: the sum of the partial refunds, or the largest cumulative total, or
+    /// the whole amount after a full refund, whichever is largest. Partial refunds of one sender
+    /// add up (they are distinct refunds); a full refund means "everything", not "everything
+    /// more", so a partial refund followed by a full one (or the reverse) shows the amount
+    /// either way.
+    pub fn refunded(&self) -> Decimal {
+        let full = if self.fully_refunded {
+            self.amount
+        } else {
+            Decimal::ZERO
+        };
+        self.partial_sum.max(self.cumulative_max).max(full)
     }
 
     /// True while a chargeback is open or lost (not won).
@@ -100,7 +151,7 @@ impl ReversalState {
         }
         proportion(
             points,
-            self.refunded.min(self.amount),
+            self.refunded().min(self.amount),
             self.amount,
             rounding,
         )
@@ -110,9 +161,9 @@ impl ReversalState {
     pub fn status(&self) -> PurchaseStatus {
         if self.chargeback_active() {
             PurchaseStatus::Reversed
-        } else if self.refunded >= self.amount {
+        } else if self.refunded() >= self.amount {
             PurchaseStatus::Refunded
-        } else if self.refunded > Decimal::ZERO {
+        } else if self.refunded() > Decimal::ZERO {
             PurchaseStatus::PartiallyRefunded
         } else {
             self.award_status.into()
@@ -171,7 +222,9 @@ mod tests {
             amount: dec(amount),
             currency: "USD".into(),
             award_status: AwardStatus::Awarded,
-            refunded: Decimal::ZERO,
+            partial_sum: Decimal::ZERO,
+            cumulative_max: Decimal::ZERO,
+            fully_refunded: false,
             chargebacks: BTreeSet::new(),
             won: BTreeSet::new(),
         }
@@ -207,13 +260,44 @@ mod tests {
         let mut s = state("10");
         s.absorb(ReversalKind::Refund, "r1", &partial("25"))
             .unwrap();
-        assert_eq!(s.refunded, dec("25"));
+        assert_eq!(s.refunded(), dec("25"));
         assert_eq!(s.reversed(10, Rounding::Nearest), Some(10));
         let mut full = state("10");
         full.absorb(ReversalKind::Refund, "full", &RefundAmount::Full)
             .unwrap();
-        assert_eq!(full.refunded, dec("10"));
+        assert_eq!(full.refunded(), dec("10"));
         assert_eq!(full.reversed(10, Rounding::Ceil), Some(10));
+    }
+
+    #[test]
+    fn a_partial_and_a_full_refund_show_the_same_total_in_either_order() {
+        let mut partial_first = state("100");
+        partial_first
+            .absorb(ReversalKind::Refund, "r1", &partial("25"))
+            .unwrap();
+        partial_first
+            .absorb(ReversalKind::Refund, "full", &RefundAmount::Full)
+            .unwrap();
+        let mut full_first = state("100");
+        full_first
+            .absorb(ReversalKind::Refund, "full", &RefundAmount::Full)
+            .unwrap();
+        full_first
+            .absorb(ReversalKind::Refund, "r1", &partial("25"))
+            .unwrap();
+        assert_eq!(partial_first.refunded(), dec("100"));
+        assert_eq!(full_first.refunded(), dec("100"));
+        assert_eq!(full_first.status(), PurchaseStatus::Refunded);
+        // Partial refunds beyond the amount still add up (shown as received, points capped).
+        let mut over = state("100");
+        for (id, amount) in [("a", "60"), ("b", "60")] {
+            over.absorb(ReversalKind::Refund, id, &partial(amount))
+                .unwrap();
+        }
+        over.absorb(ReversalKind::Refund, "full", &RefundAmount::Full)
+            .unwrap();
+        assert_eq!(over.refunded(), dec("120"));
+        assert_eq!(over.reversed(100, Rounding::Nearest), Some(100));
     }
 
     #[test]
@@ -227,7 +311,7 @@ mod tests {
             .unwrap();
         s.absorb(ReversalKind::Refund, "b", &cumulative("20"))
             .unwrap();
-        assert_eq!(s.refunded, dec("30"), "an older total arriving late");
+        assert_eq!(s.refunded(), dec("30"), "an older total arriving late");
         s.absorb(ReversalKind::Refund, "c", &cumulative("30"))
             .unwrap();
         assert_eq!(s.reversed(100, Rounding::Nearest), Some(30));

@@ -220,7 +220,7 @@ pub async fn write(
         .bind(
             changed
                 .iter()
-                .map(|(_, t)| t.state.refunded)
+                .map(|(_, t)| t.state.refunded())
                 .collect::<Vec<_>>(),
         )
         .bind(

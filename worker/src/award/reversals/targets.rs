@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use rust_decimal::Decimal;
 use shared::{
     event::{ReversalEvent, ReversalTarget},
     ids::PurchaseId,
@@ -133,7 +134,9 @@ impl Targets {
                         currency: row.try_get("currency")?,
                         award_status: AwardStatus::parse(award_status)
                             .unwrap_or(AwardStatus::Awarded),
-                        refunded: row.try_get("refunded_amount")?,
+                        partial_sum: Decimal::ZERO,
+                        cumulative_max: Decimal::ZERO,
+                        fully_refunded: false,
                         chargebacks: BTreeSet::new(),
                         won: BTreeSet::new(),
                     },
@@ -143,16 +146,23 @@ impl Targets {
             );
         }
         let found: Vec<&str> = targets.by_id.keys().map(String::as_str).collect();
+        // Locked (their purchases are, so no two transactions contend here): an erasure renames
+        // the advocate's entry and cascades to these rows, so it waits for this transaction
+        // rather than leaving it an advocate id that no longer exists by the time entries are
+        // locked.
         let credits: Vec<(String, String, i64, i64)> = sqlx::query_as(
             "SELECT purchase_id, advocate_entry_id, points, points_reversed \
-             FROM referral_credits WHERE purchase_id = ANY($1)",
+             FROM referral_credits WHERE purchase_id = ANY($1) \
+             ORDER BY purchase_id FOR NO KEY UPDATE",
         )
         .bind(&found)
         .fetch_all(&mut *tx)
         .await?;
-        let chargebacks: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT purchase_id, kind, refund_id FROM reversals WHERE purchase_id = ANY($1) \
-             AND status = 'applied' AND kind <> 'refund'",
+        // Every reversal applied so far, folded into the state again: the refunded total is a
+        // function of the set of refunds, whatever order they came in.
+        let applied: Vec<(String, String, String, String, Option<Decimal>)> = sqlx::query_as(
+            "SELECT purchase_id, kind, refund_id, amount_type, amount FROM reversals \
+             WHERE purchase_id = ANY($1) AND status = 'applied'",
         )
         .bind(&found)
         .fetch_all(&mut *tx)
@@ -167,13 +177,9 @@ impl Targets {
                 });
             }
         }
-        for (purchase, kind, refund_id) in chargebacks {
+        for (purchase, kind, refund_id, amount_type, amount) in applied {
             if let Some(target) = targets.by_id.get_mut(&purchase) {
-                if kind == "chargeback" {
-                    target.state.chargebacks.insert(refund_id);
-                } else {
-                    target.state.won.insert(refund_id);
-                }
+                target.state.restore(&kind, refund_id, &amount_type, amount);
             }
         }
         Ok(targets)
