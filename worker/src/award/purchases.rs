@@ -112,10 +112,18 @@ pub async fn stage(
         .map(|row| row.event.email.as_str())
         .collect();
     let codes: Vec<String> = entries.keys().map(|_| generate_referral_code()).collect();
+    // No conflict target: every unique index of `entries` (id, (contest, email), (contest,
+    // referral code)) is an arbiter, so a row another transaction is inserting at the same time
+    // is waited for *before* this one inserts anything. With `ON CONFLICT (id)` the (contest,
+    // email) index was not an arbiter, and a concurrent insert of the same person was waited for
+    // while holding a speculative tuple that the other transaction's entry update then waited
+    // on: a deadlock (seen with four workers and duplicates). A referral-code collision (one in
+    // ~10^11) now skips the entry instead of failing here; the purchase insert then fails its
+    // foreign key, which is retried like a deadlock, with fresh codes.
     sqlx::query(
         "INSERT INTO entries (id, contest_id, email, referral_code) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) \
-         ON CONFLICT (id) DO NOTHING",
+         ON CONFLICT DO NOTHING",
     )
     .bind(&entry_ids)
     .bind(&entry_contests)
