@@ -30,6 +30,13 @@ case "${1:-}" in
         ;;
 esac
 
+for tool in curl jq openssl python3; do
+    if ! command -v "$tool" >/dev/null; then
+        echo "the docs' examples need $tool (Debian: apt-get install $tool)" >&2
+        exit 1
+    fi
+done
+
 work=target/check-api-docs
 rm -rf "$work"
 mkdir -p "$work"

@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -336,21 +337,25 @@ def main():
         code = example.block.text
         for old, new in replacements:
             code = code.replace(old, new)
+        # Absolute paths: a block may change directory.
         script += [
-            f"echo {n} > out/current",
+            f"echo {n} > {quote(str(out / 'current'))}",
             "{",
             code,
-            f"}} > out/{n}.out 2> out/{n}.err",
+            f"}} > {quote(str(out / f'{n}.out'))} 2> {quote(str(out / f'{n}.err'))}",
         ]
-    script.append("echo done > out/current")
+    script.append(f"echo done > {quote(str(out / 'current'))}")
     (work / "examples.sh").write_text("\n".join(script) + "\n")
     env = dict(os.environ, CURL_HOME=str(work))
+    # Its own process group, so that a timeout ends whatever the examples started too.
+    run = subprocess.Popen(
+        ["bash", str(work / "examples.sh")], env=env, cwd=work, start_new_session=True
+    )
     try:
-        run = subprocess.run(
-            ["bash", str(work / "examples.sh")], env=env, timeout=args.timeout, cwd=work
-        )
-        status = run.returncode
+        status = run.wait(timeout=args.timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
         status = "timeout"
 
     current = (out / "current").read_text().strip() if (out / "current").exists() else "0"
