@@ -1,8 +1,24 @@
 #!/usr/bin/env bash
 # Runs the whole system on this machine without Docker: one receiver and $WORKERS workers
 # (default 2) against the local PostgreSQL and RabbitMQ. Ctrl-C stops everything gracefully.
+#
+# Usage: scripts/run-local.sh [--debug]
+#   --debug   run debug builds (quicker to build after a change; what scripts/check-api-docs.sh
+#             uses, since CI has them already) instead of release builds
+# Every variable of the README's configuration table is passed through (DATABASE_URL, AMQP_URL,
+# AMQP_PREFIX, RECEIVER_ADDR, ADMIN_ADDR, WORKER_ADDR, …); WORKERS sets the number of workers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+profile=release
+case "${1:-}" in
+    "") ;;
+    --debug) profile=debug ;;
+    *)
+        echo "usage: scripts/run-local.sh [--debug]" >&2
+        exit 2
+        ;;
+esac
 
 WORKERS="${WORKERS:-2}"
 export ADMIN_TOKEN="${ADMIN_TOKEN:-dev-admin-token}"
@@ -10,11 +26,15 @@ export RECEIVER_ADDR="${RECEIVER_ADDR:-0.0.0.0:8080}"
 export ADMIN_ADDR="${ADMIN_ADDR:-127.0.0.1:8081}"
 
 scripts/ensure-services.sh
-cargo build --release --locked
+if [[ $profile == release ]]; then
+    cargo build --release --locked --bin receiver --bin worker
+else
+    cargo build --locked --bin receiver --bin worker
+fi
 # Wherever cargo puts its output (CARGO_TARGET_DIR, a workspace setting): ask it.
 target_dir=$(cargo metadata --format-version 1 --no-deps \
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-bin="$target_dir/release"
+bin="$target_dir/$profile"
 "$bin/receiver" migrate
 
 # Workers' health listeners: WORKER_ADDR if you set one (worker i gets its port + i - 1),

@@ -106,6 +106,9 @@ impl AuthFailure {
     /// stale and wrongly-placed credentials say so, since the sender sent them and can fix them.
     pub fn public_message(&self) -> &'static str {
         match self.reason {
+            Reason::Missing if self.scheme == Scheme::AdminToken => {
+                "no credential: send the admin token as Authorization: Bearer <ADMIN_TOKEN>"
+            }
             Reason::Missing => "no credential: send the webhook secret or a signature",
             Reason::Expired => "signature expired: the signed timestamp is too far from our clock",
             Reason::BadTimestamp => "signature timestamp is not a whole number of Unix seconds",
@@ -136,6 +139,16 @@ mod tests {
         assert_eq!(wrong, message(Scheme::SecretHeader, Reason::Malformed));
         assert_ne!(wrong, message(Scheme::None, Reason::Missing));
         assert_ne!(wrong, message(Scheme::Stripe, Reason::Expired));
+    }
+
+    #[test]
+    fn a_missing_admin_token_is_not_called_a_webhook_secret() {
+        let admin = AuthFailure::new(Scheme::AdminToken, Reason::Missing).public_message();
+        assert!(admin.starts_with("no credential"), "{admin}");
+        assert!(admin.contains("ADMIN_TOKEN"), "{admin}");
+        assert!(!admin.contains("webhook secret"), "{admin}");
+        let webhook = AuthFailure::MISSING.public_message();
+        assert!(webhook.contains("webhook secret"), "{webhook}");
     }
 
     #[test]
