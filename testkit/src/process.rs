@@ -106,6 +106,16 @@ impl ChildProcess {
         }
     }
 
+    /// How many JSON lines whose message is `message` a captured process has logged so far
+    /// (e.g. `consuming` once per subscription: 2 means it subscribed again after a loss).
+    pub fn logged_count(&self, message: &str) -> usize {
+        self.output()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|value| value["message"] == message || value["fields"]["message"] == message)
+            .count()
+    }
+
     /// The OS process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
@@ -133,6 +143,21 @@ impl ChildProcess {
             .await
             .ok()
             .and_then(|status| status.code())
+    }
+}
+
+impl Drop for ChildProcess {
+    /// A failing test shows what its captured process said last (it is killed right after).
+    fn drop(&mut self) {
+        if std::thread::panicking() && self.output.is_some() {
+            let output = self.output();
+            let tail: Vec<&str> = output.lines().rev().take(40).collect();
+            eprintln!(
+                "--- last lines of child process {:?} ---\n{}",
+                self.child.id(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
     }
 }
 

@@ -281,6 +281,9 @@ pub struct Sender {
     retry_min: Duration,
     /// Longest retry delay.
     retry_max: Duration,
+    /// When set, the time between the first attempts of consecutive deliveries (a steady rate
+    /// instead of as fast as the receiver answers).
+    pace: Option<Duration>,
     /// Live counters.
     progress: Arc<Progress>,
 }
@@ -304,6 +307,7 @@ impl Sender {
             deadline: Duration::from_secs(120),
             retry_min: Duration::from_millis(50),
             retry_max: Duration::from_secs(1),
+            pace: None,
             progress: Arc::new(Progress::default()),
         }
     }
@@ -317,6 +321,13 @@ impl Sender {
     /// Longest a delivery keeps being retried before it is given up.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
+        self
+    }
+
+    /// Starts at most `per_second` deliveries a second, so a plan's traffic lasts a known time
+    /// (a fault injected after it began still finds requests to hit) whatever the machine's speed.
+    pub fn pace(mut self, per_second: u32) -> Self {
+        self.pace = Some(Duration::from_secs(1) / per_second.max(1));
         self
     }
 
@@ -334,8 +345,14 @@ impl Sender {
     /// Sends every delivery of `plan` and waits for each to be accepted or given up.
     pub async fn send(&self, plan: &Plan) -> Report {
         let started = Instant::now();
-        let outcomes = futures::stream::iter(plan.deliveries.iter().copied())
-            .map(|index| self.deliver(&plan.orders[index]))
+        let outcomes = futures::stream::iter(plan.deliveries.iter().copied().enumerate())
+            .map(|(position, index)| async move {
+                if let Some(pace) = self.pace {
+                    let due = started + pace * u32::try_from(position).unwrap_or(u32::MAX);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                self.deliver(&plan.orders[index]).await
+            })
             .buffer_unordered(self.concurrency)
             .collect()
             .await;

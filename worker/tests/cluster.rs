@@ -159,7 +159,8 @@ async fn run_case(victim: Victim) {
     .await;
 
     let plan = Arc::new(Plan::with_duplicates(case, 2000));
-    let sender = Sender::new(app.public_url(), &contest.id, &contest.secret);
+    // Paced, so the stream (about 15 s) is still flowing when the node dies on any machine.
+    let sender = Sender::new(app.public_url(), &contest.id, &contest.secret).pace(200);
     let progress = sender.progress();
     let sending = sender.spawn(plan.clone());
     let pool = app.env.pool().await;
