@@ -15,7 +15,8 @@
 //! - [`settings`]: sizes and durations of the full and quick runs.
 //! - [`load`]: the load generator (fixed concurrency, keep-alive, pre-built requests).
 //! - [`fixtures`]: per-measurement database and queues, bodies, events, pre-published backlogs.
-//! - [`servers`]: the HTTP-ceiling handler and the naive baseline.
+//! - [`servers`]: the HTTP-ceiling handler (and the checks it shares with the naive baseline).
+//! - [`naive`]: the lean naive baseline: one prepared CTE per request, and its books check.
 //! - [`measure`]: one repetition of each ceiling and of each measurement of this system.
 //! - [`stall`]: the Postgres stall comparison.
 //! - [`memory`]: peak RSS of the release binaries as child processes.
@@ -29,6 +30,7 @@ mod fixtures;
 mod load;
 mod measure;
 mod memory;
+mod naive;
 mod report;
 mod results;
 mod servers;

@@ -29,14 +29,11 @@ use crate::{
     cpu,
     fixtures::{self, Fixture, Message},
     load::{Connector, HttpConnector, LoadGenerator, Outcome, Plan, RunResult, Session},
+    naive,
     results::Sample,
     servers::{self, RunningServer},
     settings::Settings,
 };
-
-/// Most Postgres connections the naive handler's pool may open: the server allows 100 and other
-/// processes on the machine need some.
-pub const NAIVE_MAX_POOL: usize = 64;
 
 /// Warm-up then a timed run of webhook requests against `addr`.
 pub async fn http_load(
@@ -361,7 +358,8 @@ async fn drain_without_work(
     Ok(elapsed)
 }
 
-/// The naive baseline at `concurrency`, its pool sized for it (capped at [`NAIVE_MAX_POOL`]).
+/// The lean naive baseline at `concurrency` (its pool is [`naive::NAIVE_POOL`] at every
+/// concurrency); fails when its books do not balance afterwards.
 pub async fn naive(
     generator: &LoadGenerator,
     settings: &Settings,
@@ -369,12 +367,7 @@ pub async fn naive(
 ) -> anyhow::Result<Sample> {
     let fixture = Fixture::new().await?;
     let result = async {
-        let pool_size = concurrency.min(NAIVE_MAX_POOL) as u32;
-        let router = servers::naive(
-            fixture.contest.clone(),
-            &fixture.env.database_url(),
-            pool_size,
-        )?;
+        let router = naive::router(fixture.contest.clone(), &fixture.env.database_url())?;
         let server = RunningServer::start(router).await?;
         let run = http_load(
             generator,
@@ -387,7 +380,9 @@ pub async fn naive(
         )
         .await;
         server.stop().await;
-        Ok(Sample::from_run(&run).with("pool_size", f64::from(pool_size)))
+        // Warm-up and timed run both wrote; every 200 of either must be in the books.
+        naive::Books::read(&fixture).await?.check(run.ok_items())?;
+        Ok(Sample::from_run(&run).with("pool_size", f64::from(naive::NAIVE_POOL)))
     }
     .await;
     fixture.cleanup().await;
