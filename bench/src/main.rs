@@ -154,6 +154,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         derived: Vec::new(),
         targets: Vec::new(),
         errors: build_error.into_iter().collect(),
+        integrity_failures: Vec::new(),
     };
     let s = &settings;
     let g = &generator;
@@ -252,7 +253,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await;
             }
             Group::Worker => {
-                let label = "1 worker, WORKER_BATCH_SIZE=1".to_owned();
+                let label =
+                    "1 worker, one transaction per message, as many in flight as ours".to_owned();
                 repeat(
                     &mut report,
                     "worker.batch1.w1".into(),
@@ -322,6 +324,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         png.display(),
         report.meta.duration_s
     );
+    anyhow::ensure!(
+        report.integrity_failures.is_empty(),
+        "correctness checks failed: {}",
+        report.integrity_failures.join("; ")
+    );
     Ok(())
 }
 
@@ -358,6 +365,11 @@ async fn repeat<F, Fut>(
             }
             Err(error) => {
                 eprintln!("▶ {label} [{run}/{runs}]: FAILED: {error:#}");
+                if error.is::<naive::Unbalanced>() {
+                    report
+                        .integrity_failures
+                        .push(format!("{label}: {error:#}"));
+                }
                 report.errors.push(format!("{label}: {error:#}"));
             }
         }

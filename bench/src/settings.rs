@@ -29,7 +29,7 @@ pub struct Settings {
     pub consume_messages: usize,
     /// Backlog drained by batching workers.
     pub drain_messages: usize,
-    /// Backlog drained by the one-message-per-transaction worker (it is much slower).
+    /// Backlog drained by the one-message-per-transaction worker (it is slower).
     pub drain_messages_unbatched: usize,
     /// Worker counts of the drain and end-to-end runs.
     pub worker_counts: Vec<usize>,
@@ -62,7 +62,7 @@ impl Settings {
             db_batch_size: 100,
             consume_messages: 100_000,
             drain_messages: 50_000,
-            drain_messages_unbatched: 8_000,
+            drain_messages_unbatched: 20_000,
             worker_counts: vec![1, 2, 4],
             e2e_purchases: 50_000,
             stall_phases: (
@@ -86,7 +86,7 @@ impl Settings {
             warmup: Duration::from_millis(300),
             consume_messages: 20_000,
             drain_messages: 10_000,
-            drain_messages_unbatched: 1_500,
+            drain_messages_unbatched: 5_000,
             e2e_purchases: 10_000,
             // Longer than the 5 s client timeout, so the naive handler's failure mode shows.
             stall_phases: (
