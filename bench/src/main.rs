@@ -18,12 +18,14 @@
 //! - [`servers`]: the HTTP-ceiling handler (and the checks it shares with the naive baseline).
 //! - [`naive`]: the lean naive baseline: one prepared CTE per request, and its books check.
 //! - [`measure`]: one repetition of each ceiling and of each measurement of this system.
+//! - [`balancer`]: a round-robin TCP balancer in front of several receivers (`e2e.r2`).
 //! - [`stall`]: the Postgres stall comparison.
 //! - [`memory`]: peak RSS of the release binaries as child processes.
 //! - [`cpu`]: CPU accounting from `/proc`.
 //! - [`stats`], [`results`]: percentiles, medians, what is recorded.
 //! - [`report`], [`chart`]: tables, targets, JSON and the PNG.
 
+mod balancer;
 mod chart;
 mod cpu;
 mod fixtures;
@@ -287,6 +289,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                     .await;
                 }
+                repeat(
+                    &mut report,
+                    "e2e.r2".into(),
+                    "end to end, 2 receivers behind a TCP balancer, 2 workers".into(),
+                    Some(2),
+                    runs,
+                    || measure::pipeline(g, s, 2, 2),
+                )
+                .await;
             }
             Group::Stall => {
                 eprintln!("▶ Postgres stall comparison");

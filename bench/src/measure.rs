@@ -3,7 +3,8 @@
 //!
 //! - ceilings: [`http_ceiling`], [`broker_ceiling`], [`database_ceiling`], [`consume_ceiling`];
 //! - the baseline: [`naive`];
-//! - this system: [`receiver`], [`worker_drain`], [`end_to_end`].
+//! - this system: [`receiver`], [`worker_drain`], [`end_to_end`], [`pipeline`] (several
+//!   receivers behind a [`Balancer`]).
 
 use std::{
     net::SocketAddr,
@@ -26,6 +27,7 @@ use testkit::{
 };
 
 use crate::{
+    balancer::Balancer,
     cpu,
     fixtures::{self, Fixture, Message},
     load::{Connector, HttpConnector, LoadGenerator, Outcome, Plan, RunResult, Session},
@@ -520,16 +522,23 @@ pub async fn end_to_end(
     settings: &Settings,
     workers: usize,
 ) -> anyhow::Result<Sample> {
+    pipeline(generator, settings, 1, workers).await
+}
+
+/// The pipeline with `receivers` in-process receivers (behind a round-robin TCP [`Balancer`]
+/// when more than one) and `workers` in-process workers, loaded like [`end_to_end`].
+pub async fn pipeline(
+    generator: &LoadGenerator,
+    settings: &Settings,
+    receivers: usize,
+    workers: usize,
+) -> anyhow::Result<Sample> {
     let fixture = Fixture::new().await?;
     let result = async {
-        let receiver = RunningReceiver::start(receiver_config(&fixture)).await;
-        let mut running = Vec::new();
-        for _ in 0..workers {
-            running.push(RunningWorker::start(worker_config(&fixture, 100)).await);
-        }
+        let running = Pipeline::start(&fixture, receivers, workers).await?;
         let count = settings.e2e_purchases;
         let connector = Arc::new(HttpConnector {
-            addr: socket_addr(&receiver.public_url)?,
+            addr: running.addr,
             path: fixture.webhook_path(),
             secret: fixture.secret().to_owned(),
             bodies: fixtures::purchase_bodies("run", count),
@@ -554,10 +563,7 @@ pub async fn end_to_end(
             .wait_recorded(accepted, drain_timeout(count, settings))
             .await?;
         let usage = before.until(&cpu::Snapshot::take());
-        for worker in running {
-            worker.stop().await?;
-        }
-        receiver.stop().await?;
+        running.stop().await?;
         if run.failures() == 0 {
             fixture.check_exactly_once(accepted).await?;
         }
@@ -569,14 +575,80 @@ pub async fn end_to_end(
         sample.latency = run.latency();
         sample.failures = run.failures();
         sample.timeouts = run.timeouts();
-        Ok(sample.with("receiver_req_per_s", run.throughput()).with(
-            "lag_after_last_send_s",
-            done.duration_since(sent).as_secs_f64(),
-        ))
+        Ok(sample
+            .with("receiver_req_per_s", run.throughput())
+            .with(
+                "lag_after_last_send_s",
+                done.duration_since(sent).as_secs_f64(),
+            )
+            .with("receivers", receivers as f64)
+            .with("workers", workers as f64))
     }
     .await;
     fixture.cleanup().await;
     result
+}
+
+/// Receivers (behind a balancer when more than one) and workers, running in-process.
+pub struct Pipeline {
+    /// Where the load goes: the receiver, or the balancer in front of the receivers.
+    pub addr: SocketAddr,
+    receivers: Vec<RunningReceiver>,
+    workers: Vec<RunningWorker>,
+    balancer: Option<Balancer>,
+}
+
+impl Pipeline {
+    /// Starts `receivers` receivers and `workers` workers with the benchmark's configurations.
+    pub async fn start(
+        fixture: &Fixture,
+        receivers: usize,
+        workers: usize,
+    ) -> anyhow::Result<Self> {
+        let mut running = Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            receivers: Vec::new(),
+            workers: Vec::new(),
+            balancer: None,
+        };
+        for _ in 0..receivers.max(1) {
+            running
+                .receivers
+                .push(RunningReceiver::start(receiver_config(fixture)).await);
+        }
+        for _ in 0..workers {
+            running.workers.push(
+                RunningWorker::start(worker_config(fixture, usize::from(WORKER_BATCH))).await,
+            );
+        }
+        let addrs = running
+            .receivers
+            .iter()
+            .map(|r| socket_addr(&r.public_url))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if addrs.len() == 1 {
+            running.addr = addrs[0];
+        } else {
+            let balancer = Balancer::start(addrs).await?;
+            running.addr = balancer.addr;
+            running.balancer = Some(balancer);
+        }
+        Ok(running)
+    }
+
+    /// Stops the balancer, the workers and the receivers.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        if let Some(balancer) = self.balancer {
+            balancer.stop().await;
+        }
+        for worker in self.workers {
+            worker.stop().await?;
+        }
+        for receiver in self.receivers {
+            receiver.stop().await?;
+        }
+        Ok(())
+    }
 }
 
 /// `http://127.0.0.1:1234` → `127.0.0.1:1234`.

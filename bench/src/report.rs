@@ -121,6 +121,36 @@ impl Report {
         Some(per.loadgen_us + per.bench_servers_us + per.rabbitmq_us + per.postgres_us)
     }
 
+    /// The end-to-end figures: one receiver with each worker count, then two receivers behind
+    /// the balancer.
+    fn e2e_keys(&self) -> Vec<String> {
+        self.settings
+            .worker_counts
+            .iter()
+            .map(|k| format!("e2e.w{k}"))
+            .chain(std::iter::once("e2e.r2".to_owned()))
+            .collect()
+    }
+
+    /// CPU µs per purchase of the two stages of this system, each measured in its own run: the
+    /// receiver per request at the headline concurrency (with its load generator and the
+    /// broker's share) and one batched worker per message draining a backlog (with the broker's
+    /// and Postgres's shares).
+    fn stage_cpu_us(&self) -> Option<f64> {
+        let c = self.settings.headline_concurrency;
+        let batch = self.settings.db_batch_size;
+        Some(
+            self.cpu_cost_us(&format!("receiver.c{c}"))?
+                + self.cpu_cost_us(&format!("worker.batch{batch}.w1"))?,
+        )
+    }
+
+    /// End-to-end CPU per purchase ÷ [`Self::stage_cpu_us`]: what running the stages together
+    /// costs beyond running them apart (1.0 = nothing).
+    fn cpu_over_stages(&self, key: &str) -> Option<f64> {
+        ratio(self.cpu_cost_us(key), self.stage_cpu_us())
+    }
+
     /// The stages of the pipeline and the figure that measures each alone.
     fn stage_keys(&self) -> Option<[String; 4]> {
         let c = self.settings.headline_concurrency;
@@ -211,6 +241,23 @@ impl Report {
             loadgen_us.zip(receiver).map(|(us, r)| us * r / 1e6),
             "cores the load generator needs at the receiver's c=64 rate",
         );
+        push(
+            "stage_cpu_us",
+            self.stage_cpu_us(),
+            "CPU µs per item, all processes: receiver (c=64) + one batched worker draining, each in its own run",
+        );
+        for key in self.e2e_keys() {
+            push(
+                &format!("cpu_us_per_purchase.{key}"),
+                self.cpu_cost_us(&key),
+                "CPU µs per purchase, all processes (load generator, bench process, RabbitMQ, Postgres)",
+            );
+            push(
+                &format!("e2e_cpu_over_stage_cpu.{key}"),
+                self.cpu_over_stages(&key),
+                "end-to-end CPU per purchase ÷ stage_cpu_us",
+            );
+        }
         self.derived = derived;
 
         let mut targets = Vec::new();
@@ -570,8 +617,10 @@ impl Report {
              Whole-pipeline ceiling on these cores: **{}/s** = {} cores ÷ ({} µs of CPU per purchase: the sum of \
              each stage's CPU per item measured alone — HTTP with its load generator {} µs, publish + confirm {} µs, \
              consume with batched acks {} µs, batched award {} µs). Stricter reading, 1 / Σ 1/stage throughput: {}/s.\n\n\
-             | workers | purchases | purchases/s | receiver req/s meanwhile | request p50 / p99 / max ms | last commit after last 200 | ÷ pipeline ceiling | ÷ naive (c={c}) |\n\
-             |---:|---:|---:|---:|---:|---:|---:|---:|",
+             Σ stage CPU per purchase of this system, each stage in its own run (receiver at c={c} + one batched \
+             worker draining): {} µs; *÷ Σ stage CPU* is what running them together costs beyond that.\n\n\
+             | receivers | workers | purchases | purchases/s | receiver req/s meanwhile | request p50 / p99 / max ms | last commit after last 200 | ÷ pipeline ceiling | ÷ naive (c={c}) | CPU µs per purchase | ÷ Σ stage CPU |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             num(pipeline),
             self.meta.cores,
             num(pipeline.map(|p| self.meta.cores as f64 * 1e6 / p)),
@@ -580,19 +629,25 @@ impl Report {
             stage(2),
             stage(3),
             num(self.pipeline_ceiling_by_rate()),
+            num(self.stage_cpu_us()),
         );
-        for k in &self.settings.worker_counts {
-            if let Some(sample) = self.get(&format!("e2e.w{k}")) {
+        for key in self.e2e_keys() {
+            if let Some(sample) = self.get(&key) {
+                let extra = |name: &str| sample.extra.get(name).copied();
                 let _ = writeln!(
                     out,
-                    "| {k} | {} | **{}** | {} | {} | {} s | {} | {} |",
+                    "| {} | {} | {} | **{}** | {} | {} | {} s | {} | {} | {} | {} |",
+                    num(extra("receivers")),
+                    num(extra("workers")),
                     sample.items,
                     num(Some(sample.throughput)),
-                    num(sample.extra.get("receiver_req_per_s").copied()),
+                    num(extra("receiver_req_per_s")),
                     latency(Some(sample)),
-                    num2(sample.extra.get("lag_after_last_send_s").copied()),
+                    num2(extra("lag_after_last_send_s")),
                     pct(ratio(Some(sample.throughput), pipeline)),
                     times(ratio(Some(sample.throughput), naive)),
+                    num(self.cpu_cost_us(&key)),
+                    num2(self.cpu_over_stages(&key)),
                 );
             }
         }
@@ -627,6 +682,10 @@ impl Report {
         for k in &self.settings.worker_counts {
             rows.push((format!("e2e.w{k}"), format!("end to end, {k} worker(s)")));
         }
+        rows.push((
+            "e2e.r2".into(),
+            "end to end, 2 receivers behind the balancer, 2 workers".into(),
+        ));
         for (key, label) in rows {
             let Some(sample) = self.get(&key) else {
                 continue;
