@@ -19,6 +19,8 @@
 //! - [`naive`]: the lean naive baseline: one prepared CTE per request, and its books check.
 //! - [`measure`]: one repetition of each ceiling and of each measurement of this system.
 //! - [`balancer`]: a round-robin TCP balancer in front of several receivers (`e2e.r2`).
+//! - [`variants`]: synchronous answers (`sync.c64`) and purchases mixed with refunds
+//!   (`e2e.mixed`).
 //! - [`stall`]: the Postgres stall comparison.
 //! - [`memory`]: peak RSS of the release binaries as child processes.
 //! - [`cpu`]: CPU accounting from `/proc`.
@@ -39,6 +41,7 @@ mod servers;
 mod settings;
 mod stall;
 mod stats;
+mod variants;
 
 use std::{future::Future, path::PathBuf, process::ExitCode, time::Instant};
 
@@ -87,6 +90,8 @@ enum Group {
     Consume,
     Worker,
     E2e,
+    Sync,
+    Mixed,
     Stall,
     Memory,
 }
@@ -296,6 +301,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Some(2),
                     runs,
                     || measure::pipeline(g, s, 2, 2),
+                )
+                .await;
+            }
+            Group::Sync => {
+                let c = s.headline_concurrency;
+                let label = format!(
+                    "synchronous answers (Prefer: wait=4), c={c}, {} workers",
+                    variants::WORKERS
+                );
+                repeat(
+                    &mut report,
+                    format!("sync.c{c}"),
+                    label,
+                    Some(c),
+                    runs,
+                    || variants::sync(g, s),
+                )
+                .await;
+            }
+            Group::Mixed => {
+                let label = format!(
+                    "end to end, 10 % partial refunds, {} workers",
+                    variants::WORKERS
+                );
+                repeat(
+                    &mut report,
+                    "e2e.mixed".into(),
+                    label,
+                    Some(variants::WORKERS),
+                    runs,
+                    || variants::mixed(g, s),
                 )
                 .await;
             }

@@ -510,7 +510,8 @@ pub async fn worker_drain(
     result
 }
 
-fn drain_timeout(count: usize, settings: &Settings) -> Duration {
+/// How long a drain of `count` messages may take before the measurement fails.
+pub fn drain_timeout(count: usize, settings: &Settings) -> Duration {
     Duration::from_secs(60 + count as u64 / 200) + settings.duration
 }
 
