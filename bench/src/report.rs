@@ -257,6 +257,17 @@ impl Report {
             loadgen_us.zip(receiver).map(|(us, r)| us * r / 1e6),
             "cores the load generator needs at the receiver's c=64 rate",
         );
+        let async_path = self.throughput("e2e.w2");
+        push(
+            &format!("sync.c{c}_over_e2e.w2"),
+            ratio(self.throughput(&format!("sync.c{c}")), async_path),
+            "purchases/s with Prefer: wait=4 ÷ the asynchronous path with the same 2 workers",
+        );
+        push(
+            "e2e.mixed_over_e2e.w2",
+            ratio(self.throughput("e2e.mixed"), async_path),
+            "webhooks/s with 10 % refunds ÷ the purchase-only path with the same 2 workers",
+        );
         push(
             "stage_cpu_us",
             self.stage_cpu_us(),
@@ -451,6 +462,7 @@ impl Report {
         self.database_table(&mut out);
         self.worker_table(&mut out);
         self.e2e_table(&mut out);
+        self.variants_table(&mut out);
         if let Some(stall) = &self.stall {
             stall_table(&mut out, stall);
         }
@@ -687,6 +699,54 @@ impl Report {
                     num2(self.cpu_over_stages(&key)),
                 );
             }
+        }
+        out.push('\n');
+    }
+
+    fn variants_table(&self, out: &mut String) {
+        let c = self.settings.headline_concurrency;
+        let sync_key = format!("sync.c{c}");
+        let keys = [sync_key.as_str(), "e2e.w2", "e2e.mixed"];
+        if !keys.iter().any(|key| self.get(key).is_some()) {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "#### Other paths: synchronous answers and refunds (receiver + 2 workers, c={c})\n\n\
+             *sync*: every purchase sent with `Prefer: wait=4`; an answer is synchronous when it carries \
+             `pointsAwarded`, else it fell back to `accepted`. *mixed*: every tenth request a partial refund \
+             (20.00 of a purchase sent ~1 000 requests earlier); the totals are checked exactly \
+             (points = awarded − reversed). Throughput counts webhooks until every one is committed.\n\n\
+             | path | webhooks | webhooks/s | answers/s meanwhile | request p50 / p99 / max ms | synchronous / accepted answers | CPU µs per webhook | ÷ async purchases (`e2e.w2`) |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|"
+        );
+        let async_path = self.throughput("e2e.w2");
+        for (key, label) in [
+            (sync_key.as_str(), "sync (`Prefer: wait=4`)"),
+            ("e2e.w2", "async purchases"),
+            ("e2e.mixed", "mixed, 10 % refunds"),
+        ] {
+            let Some(sample) = self.get(key) else {
+                continue;
+            };
+            let extra = |name: &str| sample.extra.get(name).copied();
+            let answers = extra("answers_per_s").or(extra("receiver_req_per_s"));
+            let split = match (extra("synchronous_answers"), extra("accepted_fallbacks")) {
+                (Some(sync), Some(fallback)) => {
+                    format!("{} / {}", num(Some(sync)), num(Some(fallback)))
+                }
+                _ => "–".into(),
+            };
+            let _ = writeln!(
+                out,
+                "| {label} | {} | **{}** | {} | {} | {split} | {} | {} |",
+                sample.items,
+                num(Some(sample.throughput)),
+                num(answers),
+                latency(Some(sample)),
+                num(self.cpu_cost_us(key)),
+                times(ratio(Some(sample.throughput), async_path)),
+            );
         }
         out.push('\n');
     }
