@@ -3,8 +3,8 @@
 //! one load generator, and writes `results/latest.{json,md,png}`.
 //!
 //! ```text
-//! cargo run --release -p bench -- --quick   # smoke run, about a minute and a half
-//! cargo run --release -p bench              # full run: 3 repetitions, medians, ~12 minutes
+//! cargo run --release -p bench -- --quick   # smoke run, about three minutes
+//! cargo run --release -p bench              # full run: 3 repetitions, medians, ~16 minutes
 //! ```
 //!
 //! Needs the local Postgres and RabbitMQ of `scripts/ensure-services.sh`; every measurement

@@ -716,7 +716,9 @@ impl Report {
              *sync*: every purchase sent with `Prefer: wait=4`; an answer is synchronous when it carries \
              `pointsAwarded`, else it fell back to `accepted`. *mixed*: every tenth request a partial refund \
              (20.00 of a purchase sent ~1 000 requests earlier); the totals are checked exactly \
-             (points = awarded − reversed). Throughput counts webhooks until every one is committed.\n\n\
+             (points = awarded − reversed). Throughput counts webhooks until every one is committed. A closed loop of \
+             c clients that each wait for the outcome sends at most c ÷ (answer latency) per second, so the sync \
+             figure is bound by the batch wait and the transaction time, not by the machine.\n\n\
              | path | webhooks | webhooks/s | answers/s meanwhile | request p50 / p99 / max ms | synchronous / accepted answers | CPU µs per webhook | ÷ async purchases (`e2e.w2`) |\n\
              |---|---:|---:|---:|---:|---:|---:|---:|"
         );

@@ -48,7 +48,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The full run (about 12 minutes on the 2-core reference machine).
+    /// The full run (about 16 minutes on the 2-core reference machine).
     pub fn full() -> Self {
         Self {
             quick: false,
@@ -77,7 +77,8 @@ impl Settings {
         }
     }
 
-    /// The smoke run (about a minute and a half): every measurement once, small.
+    /// The smoke run (about three minutes; without the stall and memory groups about 95 s):
+    /// every measurement once, small.
     pub fn quick() -> Self {
         Self {
             quick: true,
