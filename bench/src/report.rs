@@ -867,6 +867,19 @@ fn memory_table(out: &mut String, memory: &Memory) {
             num(Some(*rate))
         );
     }
+    if let Some(idle) = &memory.receiver_idle {
+        let _ = writeln!(
+            out,
+            "| receiver | {} idle keep-alive connections (of {} opened in {:.1} s, each served one purchase; \
+             VmRSS, {:.1} MiB before: {:.1} KiB per connection) | {:.1} MiB |",
+            idle.still_open,
+            idle.opened,
+            idle.opened_in_s,
+            idle.rss_before_mib,
+            idle.kib_per_connection,
+            idle.rss_idle_mib
+        );
+    }
     out.push('\n');
 }
 
