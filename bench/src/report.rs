@@ -336,7 +336,7 @@ impl Report {
         targets.push(Target::at_least(
             "workers draining ÷ batched DB ceiling at the same number of clients".into(),
             format!(
-                "best {} msg/s ({} workers) vs {} ({} clients)",
+                "best {} msg/s ({} worker(s)) vs {} ({} clients)",
                 num(worker_best.map(|w| w.1)),
                 worker_best.map_or(0, |w| w.0),
                 num(db_same),
@@ -350,7 +350,7 @@ impl Report {
         targets.push(Target::at_least(
             format!("end to end ÷ lean naive handler at c={c}"),
             format!(
-                "best {} purchases/s ({} workers) vs {} req/s",
+                "best {} purchases/s ({} worker(s)) vs {} req/s",
                 num(e2e_best.map(|e| e.1)),
                 e2e_best.map_or(0, |e| e.0),
                 num(naive),
@@ -668,8 +668,8 @@ impl Report {
              consume with batched acks {} µs, batched award {} µs). Stricter reading, 1 / Σ 1/stage throughput: {}/s.\n\n\
              Σ stage CPU per purchase of this system, each stage in its own run (receiver at c={c} + one batched \
              worker draining): {} µs; *÷ Σ stage CPU* is what running them together costs beyond that.\n\n\
-             | receivers | workers | purchases | purchases/s | receiver req/s meanwhile | request p50 / p99 / max ms | last commit after last 200 | ÷ pipeline ceiling | ÷ naive (c={c}) | CPU µs per purchase | ÷ Σ stage CPU |\n\
-             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+             | receivers | workers | purchases | purchases/s | receiver req/s meanwhile | request p50 / p99 / max ms | last commit after last 200 | ÷ pipeline ceiling | ÷ naive (c={c}) | CPU µs per purchase | ÷ Σ stage CPU | machine busy (which resource saturates: see *Where the CPU went*) |\n\
+             |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             num(pipeline),
             self.meta.cores,
             num(pipeline.map(|p| self.meta.cores as f64 * 1e6 / p)),
@@ -685,7 +685,7 @@ impl Report {
                 let extra = |name: &str| sample.extra.get(name).copied();
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {} | **{}** | {} | {} | {} s | {} | {} | {} | {} |",
+                    "| {} | {} | {} | **{}** | {} | {} | {} s | {} | {} | {} | {} | {} |",
                     num(extra("receivers")),
                     num(extra("workers")),
                     sample.items,
@@ -697,6 +697,9 @@ impl Report {
                     times(ratio(Some(sample.throughput), naive)),
                     num(self.cpu_cost_us(&key)),
                     num2(self.cpu_over_stages(&key)),
+                    sample
+                        .cpu
+                        .map_or("–".into(), |u| format!("{:.0} %", u.machine_busy_pct)),
                 );
             }
         }
