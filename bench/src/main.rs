@@ -3,7 +3,7 @@
 //! one load generator, and writes `results/latest.{json,md,png}`.
 //!
 //! ```text
-//! cargo run --release -p bench -- --quick   # smoke run, about three minutes
+//! cargo run --release -p bench -- --quick   # smoke run, about two minutes
 //! cargo run --release -p bench              # full run: 3 repetitions, medians, ~16 minutes
 //! ```
 //!
@@ -22,7 +22,8 @@
 //! - [`variants`]: synchronous answers (`sync.c64`) and purchases mixed with refunds
 //!   (`e2e.mixed`).
 //! - [`stall`]: the Postgres stall comparison.
-//! - [`memory`]: peak RSS of the release binaries as child processes.
+//! - [`memory`]: peak RSS of the release binaries as child processes, and the receiver's RSS
+//!   with 10 000 idle keep-alive connections.
 //! - [`cpu`]: CPU accounting from `/proc`.
 //! - [`stats`], [`results`]: percentiles, medians, what is recorded.
 //! - [`report`], [`chart`]: tables, targets, JSON and the PNG.

@@ -77,7 +77,7 @@ impl Settings {
         }
     }
 
-    /// The smoke run (about three minutes; without the stall and memory groups about 95 s):
+    /// The smoke run (about two minutes on the 2-core machine, the binaries already built):
     /// every measurement once, small.
     pub fn quick() -> Self {
         Self {
