@@ -338,7 +338,7 @@ impl Session for HttpSession {
 }
 
 /// Opens one HTTP/1.1 connection (Nagle off, as every HTTP client does).
-async fn open(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+pub async fn open(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     let stream = TcpStream::connect(addr).await?;
     stream.set_nodelay(true)?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;

@@ -3,8 +3,8 @@
 //! one load generator, and writes `results/latest.{json,md,png}`.
 //!
 //! ```text
-//! cargo run --release -p bench -- --quick   # smoke run, about a minute and a half
-//! cargo run --release -p bench              # full run: 3 repetitions, medians, ~12 minutes
+//! cargo run --release -p bench -- --quick   # smoke run, about two minutes
+//! cargo run --release -p bench              # full run: 3 repetitions, medians, ~16 minutes
 //! ```
 //!
 //! Needs the local Postgres and RabbitMQ of `scripts/ensure-services.sh`; every measurement
@@ -15,26 +15,34 @@
 //! - [`settings`]: sizes and durations of the full and quick runs.
 //! - [`load`]: the load generator (fixed concurrency, keep-alive, pre-built requests).
 //! - [`fixtures`]: per-measurement database and queues, bodies, events, pre-published backlogs.
-//! - [`servers`]: the HTTP-ceiling handler and the naive baseline.
+//! - [`servers`]: the HTTP-ceiling handler (and the checks it shares with the naive baseline).
+//! - [`naive`]: the lean naive baseline: one prepared CTE per request, and its books check.
 //! - [`measure`]: one repetition of each ceiling and of each measurement of this system.
+//! - [`balancer`]: a round-robin TCP balancer in front of several receivers (`e2e.r2`).
+//! - [`variants`]: synchronous answers (`sync.c64`) and purchases mixed with refunds
+//!   (`e2e.mixed`).
 //! - [`stall`]: the Postgres stall comparison.
-//! - [`memory`]: peak RSS of the release binaries as child processes.
+//! - [`memory`]: peak RSS of the release binaries as child processes, and the receiver's RSS
+//!   with 10 000 idle keep-alive connections.
 //! - [`cpu`]: CPU accounting from `/proc`.
 //! - [`stats`], [`results`]: percentiles, medians, what is recorded.
 //! - [`report`], [`chart`]: tables, targets, JSON and the PNG.
 
+mod balancer;
 mod chart;
 mod cpu;
 mod fixtures;
 mod load;
 mod measure;
 mod memory;
+mod naive;
 mod report;
 mod results;
 mod servers;
 mod settings;
 mod stall;
 mod stats;
+mod variants;
 
 use std::{future::Future, path::PathBuf, process::ExitCode, time::Instant};
 
@@ -83,6 +91,8 @@ enum Group {
     Consume,
     Worker,
     E2e,
+    Sync,
+    Mixed,
     Stall,
     Memory,
 }
@@ -152,6 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         derived: Vec::new(),
         targets: Vec::new(),
         errors: build_error.into_iter().collect(),
+        integrity_failures: Vec::new(),
     };
     let s = &settings;
     let g = &generator;
@@ -250,7 +261,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await;
             }
             Group::Worker => {
-                let label = "1 worker, WORKER_BATCH_SIZE=1".to_owned();
+                let label =
+                    "1 worker, one transaction per message, as many in flight as ours".to_owned();
                 repeat(
                     &mut report,
                     "worker.batch1.w1".into(),
@@ -283,6 +295,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     )
                     .await;
                 }
+                repeat(
+                    &mut report,
+                    "e2e.r2".into(),
+                    "end to end, 2 receivers behind a TCP balancer, 2 workers".into(),
+                    Some(2),
+                    runs,
+                    || measure::pipeline(g, s, 2, 2),
+                )
+                .await;
+            }
+            Group::Sync => {
+                let c = s.headline_concurrency;
+                let label = format!(
+                    "synchronous answers (Prefer: wait=4), c={c}, {} workers",
+                    variants::WORKERS
+                );
+                repeat(
+                    &mut report,
+                    format!("sync.c{c}"),
+                    label,
+                    Some(c),
+                    runs,
+                    || variants::sync(g, s),
+                )
+                .await;
+            }
+            Group::Mixed => {
+                let label = format!(
+                    "end to end, 10 % partial refunds, {} workers",
+                    variants::WORKERS
+                );
+                repeat(
+                    &mut report,
+                    "e2e.mixed".into(),
+                    label,
+                    Some(variants::WORKERS),
+                    runs,
+                    || variants::mixed(g, s),
+                )
+                .await;
             }
             Group::Stall => {
                 eprintln!("▶ Postgres stall comparison");
@@ -320,6 +372,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         png.display(),
         report.meta.duration_s
     );
+    anyhow::ensure!(
+        report.integrity_failures.is_empty(),
+        "correctness checks failed: {}",
+        report.integrity_failures.join("; ")
+    );
     Ok(())
 }
 
@@ -356,6 +413,11 @@ async fn repeat<F, Fut>(
             }
             Err(error) => {
                 eprintln!("▶ {label} [{run}/{runs}]: FAILED: {error:#}");
+                if error.is::<naive::Unbalanced>() {
+                    report
+                        .integrity_failures
+                        .push(format!("{label}: {error:#}"));
+                }
                 report.errors.push(format!("{label}: {error:#}"));
             }
         }

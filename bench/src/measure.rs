@@ -3,7 +3,8 @@
 //!
 //! - ceilings: [`http_ceiling`], [`broker_ceiling`], [`database_ceiling`], [`consume_ceiling`];
 //! - the baseline: [`naive`];
-//! - this system: [`receiver`], [`worker_drain`], [`end_to_end`].
+//! - this system: [`receiver`], [`worker_drain`], [`end_to_end`], [`pipeline`] (several
+//!   receivers behind a [`Balancer`]).
 
 use std::{
     net::SocketAddr,
@@ -26,17 +27,15 @@ use testkit::{
 };
 
 use crate::{
+    balancer::Balancer,
     cpu,
     fixtures::{self, Fixture, Message},
     load::{Connector, HttpConnector, LoadGenerator, Outcome, Plan, RunResult, Session},
+    naive,
     results::Sample,
     servers::{self, RunningServer},
     settings::Settings,
 };
-
-/// Most Postgres connections the naive handler's pool may open: the server allows 100 and other
-/// processes on the machine need some.
-pub const NAIVE_MAX_POOL: usize = 64;
 
 /// Warm-up then a timed run of webhook requests against `addr`.
 pub async fn http_load(
@@ -320,8 +319,12 @@ pub async fn consume_ceiling(
     result
 }
 
-/// The worker's default batch size (its prefetch is twice that).
-const WORKER_BATCH: u16 = 100;
+/// The worker's default batch size (the consume ceiling's prefetch is twice that).
+pub const WORKER_BATCH: u16 = 100;
+
+/// The worker's default number of batches settled at once (`WORKER_CONCURRENCY`): each holds a
+/// connection, so `k` workers are `2k` database clients.
+pub const WORKER_CONCURRENCY: usize = 2;
 
 async fn drain_without_work(
     topology: &Topology,
@@ -361,7 +364,8 @@ async fn drain_without_work(
     Ok(elapsed)
 }
 
-/// The naive baseline at `concurrency`, its pool sized for it (capped at [`NAIVE_MAX_POOL`]).
+/// The lean naive baseline at `concurrency` (its pool is [`naive::NAIVE_POOL`] at every
+/// concurrency); fails when its books do not balance afterwards.
 pub async fn naive(
     generator: &LoadGenerator,
     settings: &Settings,
@@ -369,12 +373,7 @@ pub async fn naive(
 ) -> anyhow::Result<Sample> {
     let fixture = Fixture::new().await?;
     let result = async {
-        let pool_size = concurrency.min(NAIVE_MAX_POOL) as u32;
-        let router = servers::naive(
-            fixture.contest.clone(),
-            &fixture.env.database_url(),
-            pool_size,
-        )?;
+        let router = naive::router(fixture.contest.clone(), &fixture.env.database_url())?;
         let server = RunningServer::start(router).await?;
         let run = http_load(
             generator,
@@ -387,7 +386,9 @@ pub async fn naive(
         )
         .await;
         server.stop().await;
-        Ok(Sample::from_run(&run).with("pool_size", f64::from(pool_size)))
+        // Warm-up and timed run both wrote; every 200 of either must be in the books.
+        naive::Books::read(&fixture).await?.check(run.ok_items())?;
+        Ok(Sample::from_run(&run).with("pool_size", f64::from(naive::NAIVE_POOL)))
     }
     .await;
     fixture.cleanup().await;
@@ -403,18 +404,35 @@ fn receiver_config(fixture: &Fixture) -> receiver::config::ReceiverConfig {
     config
 }
 
-/// The worker's configuration: production defaults except the batch size.
+/// Postgres connections of the one-transaction-per-message worker. Its 200 concurrent
+/// transactions cannot each have a connection (Postgres allows 100, shared with the machine's
+/// other users); 32 backends already saturate two cores many times over, and the rest of the
+/// messages in flight wait for a connection inside the worker, as they would in production.
+pub const UNBATCHED_POOL: u32 = 32;
+
+/// The worker's configuration: production defaults (batch 100, 2 batches at once, prefetch
+/// 300) except the batch size.
+///
+/// The one-transaction-per-message baseline (`batch_size == 1`) is made fair: it keeps as many
+/// messages in flight as ours (concurrency = our batch size × our concurrency, each message its
+/// own transaction) with the same prefetch, on [`UNBATCHED_POOL`] connections — so the ratio
+/// between the two measures batching, not parallelism.
 pub fn worker_config(fixture: &Fixture, batch_size: usize) -> worker::config::WorkerConfig {
     let mut config = fixture.env.worker_config();
-    config.batch_size = batch_size;
+    config.batch_size = usize::from(WORKER_BATCH);
     config.batch_wait_ms = 20;
+    config.concurrency = WORKER_CONCURRENCY;
     config.prefetch = 0;
-    // The one-transaction-per-message baseline is also one at a time; batched workers keep the
-    // production default of several batches in flight.
     if batch_size == 1 {
-        config.concurrency = 1;
+        let in_flight = config.batch_size * config.concurrency;
+        config.prefetch = config.effective_prefetch();
+        config.concurrency = in_flight;
+        config.batch_size = 1;
+        config.db_pool_size = UNBATCHED_POOL;
+    } else {
+        config.batch_size = batch_size;
+        config.db_pool_size = u32::try_from(config.concurrency + 1).unwrap_or(3);
     }
-    config.db_pool_size = u32::try_from(config.concurrency + 1).unwrap_or(3);
     config
 }
 
@@ -459,11 +477,12 @@ pub async fn worker_drain(
         let messages = fixtures::messages(fixtures::purchase_events("run", count));
         let published = fixtures::prepublish(&fixture.topology(), &messages).await?;
         drop(messages);
+        let config = worker_config(&fixture, batch_size);
         let before = cpu::Snapshot::take();
         let started = Instant::now();
         let mut running = Vec::new();
         for _ in 0..workers {
-            running.push(RunningWorker::start(worker_config(&fixture, batch_size)).await);
+            running.push(RunningWorker::start(config.clone()).await);
         }
         let done = fixture
             .wait_recorded(count, drain_timeout(count, settings))
@@ -481,14 +500,18 @@ pub async fn worker_drain(
         .with(
             "prepublish_msg_per_s",
             count as f64 / published.as_secs_f64(),
-        ))
+        )
+        .with("worker_concurrency", config.concurrency as f64)
+        .with("worker_prefetch", f64::from(config.effective_prefetch()))
+        .with("worker_db_pool", f64::from(config.db_pool_size)))
     }
     .await;
     fixture.cleanup().await;
     result
 }
 
-fn drain_timeout(count: usize, settings: &Settings) -> Duration {
+/// How long a drain of `count` messages may take before the measurement fails.
+pub fn drain_timeout(count: usize, settings: &Settings) -> Duration {
     Duration::from_secs(60 + count as u64 / 200) + settings.duration
 }
 
@@ -500,16 +523,23 @@ pub async fn end_to_end(
     settings: &Settings,
     workers: usize,
 ) -> anyhow::Result<Sample> {
+    pipeline(generator, settings, 1, workers).await
+}
+
+/// The pipeline with `receivers` in-process receivers (behind a round-robin TCP [`Balancer`]
+/// when more than one) and `workers` in-process workers, loaded like [`end_to_end`].
+pub async fn pipeline(
+    generator: &LoadGenerator,
+    settings: &Settings,
+    receivers: usize,
+    workers: usize,
+) -> anyhow::Result<Sample> {
     let fixture = Fixture::new().await?;
     let result = async {
-        let receiver = RunningReceiver::start(receiver_config(&fixture)).await;
-        let mut running = Vec::new();
-        for _ in 0..workers {
-            running.push(RunningWorker::start(worker_config(&fixture, 100)).await);
-        }
+        let running = Pipeline::start(&fixture, receivers, workers).await?;
         let count = settings.e2e_purchases;
         let connector = Arc::new(HttpConnector {
-            addr: socket_addr(&receiver.public_url)?,
+            addr: running.addr,
             path: fixture.webhook_path(),
             secret: fixture.secret().to_owned(),
             bodies: fixtures::purchase_bodies("run", count),
@@ -534,10 +564,7 @@ pub async fn end_to_end(
             .wait_recorded(accepted, drain_timeout(count, settings))
             .await?;
         let usage = before.until(&cpu::Snapshot::take());
-        for worker in running {
-            worker.stop().await?;
-        }
-        receiver.stop().await?;
+        running.stop().await?;
         if run.failures() == 0 {
             fixture.check_exactly_once(accepted).await?;
         }
@@ -549,14 +576,80 @@ pub async fn end_to_end(
         sample.latency = run.latency();
         sample.failures = run.failures();
         sample.timeouts = run.timeouts();
-        Ok(sample.with("receiver_req_per_s", run.throughput()).with(
-            "lag_after_last_send_s",
-            done.duration_since(sent).as_secs_f64(),
-        ))
+        Ok(sample
+            .with("receiver_req_per_s", run.throughput())
+            .with(
+                "lag_after_last_send_s",
+                done.duration_since(sent).as_secs_f64(),
+            )
+            .with("receivers", receivers as f64)
+            .with("workers", workers as f64))
     }
     .await;
     fixture.cleanup().await;
     result
+}
+
+/// Receivers (behind a balancer when more than one) and workers, running in-process.
+pub struct Pipeline {
+    /// Where the load goes: the receiver, or the balancer in front of the receivers.
+    pub addr: SocketAddr,
+    receivers: Vec<RunningReceiver>,
+    workers: Vec<RunningWorker>,
+    balancer: Option<Balancer>,
+}
+
+impl Pipeline {
+    /// Starts `receivers` receivers and `workers` workers with the benchmark's configurations.
+    pub async fn start(
+        fixture: &Fixture,
+        receivers: usize,
+        workers: usize,
+    ) -> anyhow::Result<Self> {
+        let mut running = Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            receivers: Vec::new(),
+            workers: Vec::new(),
+            balancer: None,
+        };
+        for _ in 0..receivers.max(1) {
+            running
+                .receivers
+                .push(RunningReceiver::start(receiver_config(fixture)).await);
+        }
+        for _ in 0..workers {
+            running.workers.push(
+                RunningWorker::start(worker_config(fixture, usize::from(WORKER_BATCH))).await,
+            );
+        }
+        let addrs = running
+            .receivers
+            .iter()
+            .map(|r| socket_addr(&r.public_url))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if addrs.len() == 1 {
+            running.addr = addrs[0];
+        } else {
+            let balancer = Balancer::start(addrs).await?;
+            running.addr = balancer.addr;
+            running.balancer = Some(balancer);
+        }
+        Ok(running)
+    }
+
+    /// Stops the balancer, the workers and the receivers.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        if let Some(balancer) = self.balancer {
+            balancer.stop().await;
+        }
+        for worker in self.workers {
+            worker.stop().await?;
+        }
+        for receiver in self.receivers {
+            receiver.stop().await?;
+        }
+        Ok(())
+    }
 }
 
 /// `http://127.0.0.1:1234` → `127.0.0.1:1234`.

@@ -1,6 +1,8 @@
 //! Peak memory of the real binaries, `target/release/receiver` and `target/release/worker`, run
 //! as child processes with the production defaults (logging included) and read from
-//! `/proc/<pid>/status` (`VmHWM`, the resident-set high-water mark) before they are stopped.
+//! `/proc/<pid>/status` (`VmHWM`, the resident-set high-water mark) before they are stopped;
+//! and the receiver's resident memory (`VmRSS`) while [`IDLE_CONNECTIONS`] kept-alive
+//! connections sit idle on it.
 
 use std::{
     path::{Path, PathBuf},
@@ -10,14 +12,24 @@ use std::{
 };
 
 use anyhow::Context;
+use bytes::Bytes;
+use futures::{stream, StreamExt, TryStreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::{client::conn::http1::SendRequest, Request};
 use tokio::process::{Child, Command};
 
 use crate::{
     fixtures::{self, Fixture},
-    load::{HttpConnector, LoadGenerator, Plan},
-    results::Memory,
+    load::{self, HttpConnector, LoadGenerator, Plan},
+    results::{IdleConnections, Memory},
     settings::Settings,
 };
+
+/// Idle keep-alive connections held against the receiver process.
+pub const IDLE_CONNECTIONS: usize = 10_000;
+
+/// Connections opened at once while setting them up.
+const IDLE_OPENING_CONCURRENCY: usize = 256;
 
 /// Concurrency of the load on the receiver process (the highest measured).
 const RECEIVER_CONCURRENCY: usize = 256;
@@ -34,10 +46,18 @@ pub async fn measure(
         let (mib, rate) = worker_peak(binaries, backlog).await?;
         worker.push((backlog, mib, rate));
     }
+    let receiver_idle = match receiver_idle(generator, binaries).await {
+        Ok(idle) => Some(idle),
+        Err(error) => {
+            eprintln!("warning: idle connections: {error:#}");
+            None
+        }
+    };
     Ok(Memory {
         receiver_peak_mib,
         receiver_load: (RECEIVER_CONCURRENCY, rate),
         worker,
+        receiver_idle,
     })
 }
 
@@ -119,6 +139,128 @@ async fn worker_peak(binaries: &Path, backlog: usize) -> anyhow::Result<(f64, f6
     result
 }
 
+/// The receiver process with up to [`IDLE_CONNECTIONS`] kept-alive connections, each served one
+/// purchase and then left idle; its `VmRSS` is read right after the last one was served, well
+/// within the receiver's 10 s header-read timeout that closes idle connections.
+async fn receiver_idle(
+    generator: &LoadGenerator,
+    binaries: &Path,
+) -> anyhow::Result<IdleConnections> {
+    // Both this process and the receiver (which inherits the limit) hold one descriptor per
+    // connection.
+    let allowed = raise_open_files_limit()?;
+    let count = IDLE_CONNECTIONS.min(allowed.saturating_sub(1024) as usize);
+    anyhow::ensure!(count > 0, "RLIMIT_NOFILE is only {allowed}");
+    let fixture = Fixture::new().await?;
+    let result = async {
+        let public = free_port()?;
+        let admin = free_port()?;
+        let mut child = spawn(
+            &binaries.join("receiver"),
+            &fixture,
+            &[
+                ("RECEIVER_ADDR", format!("127.0.0.1:{public}")),
+                ("ADMIN_ADDR", format!("127.0.0.1:{admin}")),
+            ],
+        )?;
+        wait_ready(&mut child, &format!("http://127.0.0.1:{admin}/readyz")).await?;
+        let rss_before_mib = rss_mib(&child)?;
+        let addr = ([127, 0, 0, 1], public).into();
+        let path = fixture.webhook_path();
+        let secret = fixture.secret().to_owned();
+        let bodies = fixtures::purchase_bodies("idle", count);
+        let started = Instant::now();
+        // Opened and held by the load generator's runtime: it is the client.
+        let opened = generator
+            .spawn(async move { open_idle(addr, &path, &secret, bodies).await })
+            .await;
+        let opened_in_s = started.elapsed().as_secs_f64();
+        let rss = rss_mib(&child);
+        let held = opened?;
+        let still_open = held.iter().filter(|sender| !sender.is_closed()).count();
+        drop(held);
+        stop(&mut child).await;
+        let rss_idle_mib = rss?;
+        Ok(IdleConnections {
+            opened: count,
+            still_open,
+            opened_in_s,
+            rss_before_mib,
+            rss_idle_mib,
+            kib_per_connection: (rss_idle_mib - rss_before_mib) * 1024.0 / still_open.max(1) as f64,
+        })
+    }
+    .await;
+    fixture.cleanup().await;
+    result
+}
+
+/// Opens one connection per body, sends it as a purchase, and keeps the connection.
+async fn open_idle(
+    addr: std::net::SocketAddr,
+    path: &str,
+    secret: &str,
+    bodies: Arc<Vec<Bytes>>,
+) -> anyhow::Result<Vec<SendRequest<Full<Bytes>>>> {
+    let host = addr.to_string();
+    stream::iter(0..bodies.len())
+        .map(|i| {
+            let request = Request::post(path)
+                .header("host", host.as_str())
+                .header("content-type", "application/json")
+                .header("x-webhook-secret", secret)
+                .body(Full::new(bodies[i].clone()));
+            async move {
+                let mut sender = load::open(addr).await?;
+                sender.ready().await?;
+                let response = sender.send_request(request?).await?;
+                let status = response.status();
+                response.into_body().collect().await?;
+                anyhow::ensure!(status.is_success(), "answered {status}");
+                Ok(sender)
+            }
+        })
+        .buffer_unordered(IDLE_OPENING_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to its hard limit (children inherit it) and
+/// returns the new soft limit.
+fn raise_open_files_limit() -> anyhow::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` and `setrlimit` only read and write the struct passed by pointer,
+    // which lives across both calls.
+    unsafe {
+        anyhow::ensure!(
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0,
+            "getrlimit: {}",
+            std::io::Error::last_os_error()
+        );
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            anyhow::ensure!(
+                libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0,
+                "setrlimit: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// `VmRSS` of a running child, in MiB.
+fn rss_mib(child: &Child) -> anyhow::Result<f64> {
+    let pid = child.id().context("the process has exited")?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_status_kib(&status, "VmRSS:")
+        .map(|kib| kib as f64 / 1024.0)
+        .context("no VmRSS in /proc/<pid>/status")
+}
+
 /// Starts a binary configured for `fixture` (production defaults otherwise), output discarded.
 fn spawn(binary: &Path, fixture: &Fixture, extra: &[(&str, String)]) -> anyhow::Result<Child> {
     Command::new(binary)
@@ -154,15 +296,16 @@ async fn wait_ready(child: &mut Child, url: &str) -> anyhow::Result<()> {
 fn peak_mib(child: &Child) -> anyhow::Result<f64> {
     let pid = child.id().context("the process has exited")?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    parse_vm_hwm_kib(&status)
+    parse_status_kib(&status, "VmHWM:")
         .map(|kib| kib as f64 / 1024.0)
         .context("no VmHWM in /proc/<pid>/status")
 }
 
-fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
+/// The kB figure of line `field` (`VmHWM:`, `VmRSS:`) of `/proc/<pid>/status`.
+fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|kib| kib.parse().ok())
 }
@@ -205,7 +348,8 @@ mod tests {
     fn reads_the_high_water_mark() {
         let status =
             "Name:\treceiver\nVmPeak:\t  900000 kB\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\n";
-        assert_eq!(parse_vm_hwm_kib(status), Some(20480));
-        assert_eq!(parse_vm_hwm_kib("Name:\tx\n"), None);
+        assert_eq!(parse_status_kib(status, "VmHWM:"), Some(20480));
+        assert_eq!(parse_status_kib(status, "VmRSS:"), Some(10240));
+        assert_eq!(parse_status_kib("Name:\tx\n", "VmHWM:"), None);
     }
 }

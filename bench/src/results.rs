@@ -202,4 +202,24 @@ pub struct Memory {
     pub receiver_load: (usize, f64),
     /// Worker `VmHWM` in MiB after draining each backlog: (messages queued, MiB, messages/s).
     pub worker: Vec<(usize, f64, f64)>,
+    /// The receiver holding many idle keep-alive connections (`None` when that failed).
+    pub receiver_idle: Option<IdleConnections>,
+}
+
+/// The receiver process's resident memory while many kept-alive connections sit idle.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct IdleConnections {
+    /// Connections opened (each served one purchase, then left idle).
+    pub opened: usize,
+    /// Of them, still open when the memory was read (the receiver closes a connection that
+    /// sends no request head within its 10 s header-read timeout).
+    pub still_open: usize,
+    /// Seconds to open them all and have each served once.
+    pub opened_in_s: f64,
+    /// `VmRSS` in MiB once ready, before the connections.
+    pub rss_before_mib: f64,
+    /// `VmRSS` in MiB with the connections idle.
+    pub rss_idle_mib: f64,
+    /// (rss_idle − rss_before) ÷ still open, in KiB.
+    pub kib_per_connection: f64,
 }

@@ -1,12 +1,8 @@
-//! The two comparison servers, in-process on port 0 like the receiver:
-//!
-//! - the **HTTP ceiling**: a minimal axum handler on the same route that checks the secret header,
-//!   parses and checks the same body, and answers the same envelope — what axum, hyper and the
-//!   load generator cost with nothing behind them;
-//! - the **naive baseline**: what a webhook handler that writes inside the request does (the
-//!   Coinflow sample's shape): verify the secret, then run the worker's award transaction for this
-//!   one purchase before answering, on a pool sized for the concurrency. Its contest comes from
-//!   memory, as ours does, so the baseline pays only for the write, not for an extra lookup.
+//! In-process comparison servers on port 0, like the receiver: [`RunningServer`] and the
+//! **HTTP ceiling**, a minimal axum handler on the same route that checks the secret header,
+//! parses and checks the same body, and answers the same envelope — what axum, hyper and the
+//! load generator cost with nothing behind them. The checks and the answer are shared with the
+//! naive baseline ([`crate::naive`]).
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -24,11 +20,10 @@ use serde_json::{json, Value};
 use shared::{
     contest::Contest,
     email::Email,
-    event::{Event, PurchaseEvent},
+    event::PurchaseEvent,
     ids::{OrderId, PurchaseId, Source},
     money::{parse_decimal, Currency, Money},
 };
-use sqlx::{postgres::PgPoolOptions, PgPool};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 
 /// A server running on the bench's main runtime until stopped.
@@ -72,12 +67,10 @@ struct PurchaseBody {
     currency: Option<String>,
 }
 
-/// What both servers need to authenticate and price a request.
+/// What the ceiling needs to authenticate a request.
 #[derive(Clone)]
 struct Shared {
     contest: Arc<Contest>,
-    /// Only for the naive server.
-    pool: Option<PgPool>,
 }
 
 /// The HTTP ceiling's router.
@@ -86,21 +79,7 @@ pub fn http_ceiling(contest: Contest) -> Router {
         .route("/api/webhooks/purchase/{contest_id}", post(ceiling_handler))
         .with_state(Shared {
             contest: Arc::new(contest),
-            pool: None,
         })
-}
-
-/// The naive baseline's router, with its own pool of `pool_size` connections to `database_url`.
-pub fn naive(contest: Contest, database_url: &str, pool_size: u32) -> anyhow::Result<Router> {
-    let pool = PgPoolOptions::new()
-        .max_connections(pool_size)
-        .connect_lazy(database_url)?;
-    Ok(Router::new()
-        .route("/api/webhooks/purchase/{contest_id}", post(naive_handler))
-        .with_state(Shared {
-            contest: Arc::new(contest),
-            pool: Some(pool),
-        }))
 }
 
 async fn ceiling_handler(
@@ -115,26 +94,9 @@ async fn ceiling_handler(
     }
 }
 
-async fn naive_handler(
-    State(shared): State<Shared>,
-    Path(contest_id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let event = match verify_and_parse(&shared.contest, &contest_id, &headers, &body) {
-        Ok(event) => event,
-        Err(status) => return status.into_response(),
-    };
-    let pool = shared.pool.as_ref().expect("the naive server has a pool");
-    let answer = accepted(&event);
-    match worker::award::award_batch(pool, &[Event::Purchase(event)]).await {
-        Ok(_) => answer,
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
-}
-
-/// The checks both servers make: contest, secret header (constant time), body fields.
-fn verify_and_parse(
+/// The checks the ceiling and the naive handler make: contest, secret header (constant time),
+/// body fields.
+pub fn verify_and_parse(
     contest: &Contest,
     contest_id: &str,
     headers: &HeaderMap,
@@ -177,7 +139,8 @@ fn verify_and_parse(
     })
 }
 
-fn accepted(event: &PurchaseEvent) -> Response {
+/// The receiver's `accepted` envelope for `event`.
+pub fn accepted(event: &PurchaseEvent) -> Response {
     Json(json!({
         "success": true,
         "data": {

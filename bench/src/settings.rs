@@ -29,7 +29,7 @@ pub struct Settings {
     pub consume_messages: usize,
     /// Backlog drained by batching workers.
     pub drain_messages: usize,
-    /// Backlog drained by the one-message-per-transaction worker (it is much slower).
+    /// Backlog drained by the one-message-per-transaction worker (it is slower).
     pub drain_messages_unbatched: usize,
     /// Worker counts of the drain and end-to-end runs.
     pub worker_counts: Vec<usize>,
@@ -48,7 +48,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// The full run (about 12 minutes on the 2-core reference machine).
+    /// The full run (about 16 minutes on the 2-core reference machine).
     pub fn full() -> Self {
         Self {
             quick: false,
@@ -58,12 +58,12 @@ impl Settings {
             concurrencies: vec![8, 64, 256],
             headline_concurrency: 64,
             db_single_clients: vec![1, 8],
-            db_batch_clients: vec![1, 2, 4, 8],
+            db_batch_clients: vec![1, 2, 4, 8, 16],
             db_batch_size: 100,
             consume_messages: 100_000,
             drain_messages: 50_000,
-            drain_messages_unbatched: 8_000,
-            worker_counts: vec![1, 2, 4],
+            drain_messages_unbatched: 20_000,
+            worker_counts: vec![1, 2, 4, 8],
             e2e_purchases: 50_000,
             stall_phases: (
                 Duration::from_secs(5),
@@ -77,7 +77,8 @@ impl Settings {
         }
     }
 
-    /// The smoke run (about a minute and a half): every measurement once, small.
+    /// The smoke run (about two minutes on the 2-core machine, the binaries already built):
+    /// every measurement once, small.
     pub fn quick() -> Self {
         Self {
             quick: true,
@@ -86,7 +87,7 @@ impl Settings {
             warmup: Duration::from_millis(300),
             consume_messages: 20_000,
             drain_messages: 10_000,
-            drain_messages_unbatched: 1_500,
+            drain_messages_unbatched: 5_000,
             e2e_purchases: 10_000,
             // Longer than the 5 s client timeout, so the naive handler's failure mode shows.
             stall_phases: (

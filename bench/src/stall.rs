@@ -14,9 +14,9 @@ use testkit::app::{RunningReceiver, RunningWorker};
 use crate::{
     fixtures::{self, Fixture, POINTS_EACH},
     load::{HttpConnector, LoadGenerator, Outcome, Plan, Record, RunResult},
-    measure::{self, NAIVE_MAX_POOL},
+    measure, naive,
     results::{Stall, StallSide, Window},
-    servers::{self, RunningServer},
+    servers::RunningServer,
     settings::Settings,
     stats::{self, Latency},
 };
@@ -75,11 +75,7 @@ async fn receiver_side(
 async fn naive_side(generator: &LoadGenerator, settings: &Settings) -> anyhow::Result<StallSide> {
     let fixture = Fixture::new().await?;
     let result = async {
-        let router = servers::naive(
-            fixture.contest.clone(),
-            &fixture.env.database_url(),
-            CONCURRENCY.min(NAIVE_MAX_POOL) as u32,
-        )?;
+        let router = naive::router(fixture.contest.clone(), &fixture.env.database_url())?;
         let server = RunningServer::start(router).await?;
         let (run, lock, plan) = load_with_stall(generator, settings, &fixture, server.addr).await?;
         server.stop().await;
