@@ -56,6 +56,10 @@ use crate::{
     settings::Settings,
 };
 
+/// The binaries' allocator (mimalloc), so the in-process receiver and workers run as shipped.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Benchmark of the purchase-webhook pipeline against its ceilings.
 #[derive(Parser)]
 #[command(about)]
@@ -69,6 +73,10 @@ struct Cli {
     /// Only these groups (comma-separated).
     #[arg(long, value_delimiter = ',')]
     only: Vec<Group>,
+    /// Only these concurrencies in the HTTP, broker, receiver and naive groups (comma-separated;
+    /// e.g. `256` while profiling one level).
+    #[arg(long, value_delimiter = ',')]
+    concurrency: Vec<usize>,
     /// Where to write latest.json, latest.md and latest.png.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
     out_dir: PathBuf,
@@ -124,6 +132,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     if let Some(runs) = cli.runs {
         settings.runs = runs.max(1);
+    }
+    if !cli.concurrency.is_empty() {
+        settings.concurrencies = cli.concurrency.clone();
     }
     let groups: Vec<Group> = if cli.only.is_empty() {
         Group::value_variants().to_vec()

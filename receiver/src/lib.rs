@@ -23,6 +23,7 @@
 //! - [`health`]: `/healthz` and `/readyz`.
 //! - [`openapi`]: the OpenAPI document of both listeners, served at `/openapi.json` (admin).
 //! - [`metrics`]: request metrics middleware and `/metrics`.
+//! - [`request_id`]: ids for requests that come without `X-Request-Id`.
 
 pub mod address_limit;
 pub mod admin;
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod providers;
 pub mod publish;
+pub mod request_id;
 pub mod state;
 pub mod sync;
 pub mod webhooks;
@@ -57,7 +59,7 @@ use tokio_util::sync::CancellationToken;
 use tower::{limit::GlobalConcurrencyLimitLayer, util::MapResponseLayer, ServiceBuilder};
 use tower_http::{
     catch_panic::CatchPanicLayer,
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    request_id::{PropagateRequestIdLayer, SetRequestIdLayer},
     trace::TraceLayer,
 };
 
@@ -287,7 +289,9 @@ fn protect<S: Clone + Send + Sync + 'static>(
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(
+            request_id::MakeRandomRequestId,
+        ))
 }
 
 /// The span of one request: method, route and the request id (the caller's `X-Request-Id` when

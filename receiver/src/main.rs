@@ -10,6 +10,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use receiver::config::ReceiverConfig;
 
+/// mimalloc rather than the system allocator: the request and award paths allocate and free
+/// many small objects across threads, where glibc's malloc showed up in the profile (see
+/// `docs/performance.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The purchase-webhook receiver.
 #[derive(Parser)]
 #[command(version, about)]

@@ -42,15 +42,16 @@ impl Currency {
 
     /// Parses a code, accepting any letter case (Stripe sends `usd`).
     pub fn parse(raw: &str) -> Result<Self, MoneyError> {
-        let upper = raw.trim().to_ascii_uppercase();
-        let bytes: [u8; 3] = upper
+        // Every request parses a currency: no allocation, a binary search of the sorted table.
+        let bytes: [u8; 3] = raw
+            .trim()
             .as_bytes()
             .try_into()
             .map_err(|_| MoneyError::UnknownCurrency)?;
-        if ISO_4217.iter().any(|(code, _)| code.as_bytes() == bytes) {
-            Ok(Self(bytes))
-        } else {
-            Err(MoneyError::UnknownCurrency)
+        let bytes = bytes.map(|b| b.to_ascii_uppercase());
+        match iso_4217_index(&bytes) {
+            Some(_) => Ok(Self(bytes)),
+            None => Err(MoneyError::UnknownCurrency),
         }
     }
 
@@ -62,11 +63,7 @@ impl Currency {
 
     /// Digits after the decimal point in the currency's minor unit (2 for USD, 0 for JPY, 3 for KWD).
     pub fn minor_unit_exponent(&self) -> u32 {
-        ISO_4217
-            .iter()
-            .find(|(code, _)| code.as_bytes() == self.0)
-            .map(|(_, exponent)| *exponent)
-            .unwrap_or(2)
+        iso_4217_index(&self.0).map_or(2, |index| ISO_4217[index].1)
     }
 }
 
@@ -221,7 +218,15 @@ impl FromStr for Currency {
     }
 }
 
-/// Active ISO 4217 codes with their minor-unit exponent (fund and precious-metal codes excluded).
+/// Where `code` is in [`ISO_4217`] (sorted by code), if it is there.
+fn iso_4217_index(code: &[u8; 3]) -> Option<usize> {
+    ISO_4217
+        .binary_search_by(|(known, _)| known.as_bytes().cmp(code.as_slice()))
+        .ok()
+}
+
+/// Active ISO 4217 codes with their minor-unit exponent (fund and precious-metal codes excluded),
+/// sorted by code: [`iso_4217_index`] searches it by bisection.
 const ISO_4217: &[(&str, u32)] = &[
     ("AED", 2),
     ("AFN", 2),
@@ -392,6 +397,21 @@ mod tests {
         parse_decimal(text)
             .unwrap_or_else(|error| panic!("{text:?}: {error}"))
             .to_string()
+    }
+
+    #[test]
+    fn the_currency_table_is_sorted_and_every_code_is_found() {
+        assert!(ISO_4217.windows(2).all(|pair| pair[0].0 < pair[1].0));
+        for (code, exponent) in ISO_4217 {
+            let currency = Currency::parse(&code.to_ascii_lowercase()).unwrap();
+            assert_eq!(
+                (currency.as_str(), currency.minor_unit_exponent()),
+                (*code, *exponent)
+            );
+        }
+        for unknown in ["", "US", "USDT", "ZZZ", "AAA", " u s"] {
+            assert!(Currency::parse(unknown).is_err(), "{unknown:?}");
+        }
     }
 
     #[test]

@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use worker::config::WorkerConfig;
 
+/// mimalloc rather than the system allocator: the request and award paths allocate and free
+/// many small objects across threads, where glibc's malloc showed up in the profile (see
+/// `docs/performance.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The purchase-award worker.
 #[derive(Parser)]
 #[command(version, about)]
