@@ -423,6 +423,18 @@ impl Report {
                 threshold: "< 64".into(),
                 met: Some(memory.receiver_peak_mib < 64.0),
             });
+            if let Some(idle) = &memory.receiver_idle {
+                targets.push(Target {
+                    target: "receiver RSS < 64 MiB with 10 000 idle keep-alive connections".into(),
+                    measured: format!(
+                        "{:.1} MiB with {} idle connections open",
+                        idle.rss_idle_mib, idle.still_open
+                    ),
+                    value: Some(idle.rss_idle_mib),
+                    threshold: "< 64".into(),
+                    met: Some(idle.rss_idle_mib < 64.0),
+                });
+            }
             if let (Some(small), Some(large)) = (memory.worker.first(), memory.worker.last()) {
                 targets.push(Target {
                     target: "worker RSS flat regardless of queue depth".into(),

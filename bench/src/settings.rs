@@ -73,7 +73,7 @@ impl Settings {
             stall_rate_per_s: 1000.0,
             client_timeout: Duration::from_secs(5),
             memory_load: Duration::from_secs(5),
-            memory_backlogs: vec![10_000, 200_000],
+            memory_backlogs: vec![10_000, 1_000_000],
         }
     }
 
