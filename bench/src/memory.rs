@@ -28,6 +28,10 @@ use crate::{
 /// Idle keep-alive connections held against the receiver process.
 pub const IDLE_CONNECTIONS: usize = 10_000;
 
+/// How long the idle connections sit idle before the receiver's memory is read: a connection
+/// that has just been answered is not yet idle in the sense a sender's pool leaves it idle.
+const IDLE_SETTLE: Duration = Duration::from_secs(1);
+
 /// Connections opened at once while setting them up.
 const IDLE_OPENING_CONCURRENCY: usize = 256;
 
@@ -140,8 +144,9 @@ async fn worker_peak(binaries: &Path, backlog: usize) -> anyhow::Result<(f64, f6
 }
 
 /// The receiver process with up to [`IDLE_CONNECTIONS`] kept-alive connections, each served one
-/// purchase and then left idle; its `VmRSS` is read right after the last one was served, well
-/// within the receiver's 10 s header-read timeout that closes idle connections.
+/// purchase and then left idle; its `VmRSS` is read [`IDLE_SETTLE`] after the last one was
+/// served (long past the receiver's 100 ms before it parks an idle connection, well within its
+/// 10 s header-read timeout that closes one).
 async fn receiver_idle(
     generator: &LoadGenerator,
     binaries: &Path,
@@ -175,6 +180,7 @@ async fn receiver_idle(
             .spawn(async move { open_idle(addr, &path, &secret, bodies).await })
             .await;
         let opened_in_s = started.elapsed().as_secs_f64();
+        tokio::time::sleep(IDLE_SETTLE).await;
         let rss = rss_mib(&child);
         let held = opened?;
         let still_open = held.iter().filter(|sender| !sender.is_closed()).count();

@@ -885,7 +885,7 @@ fn memory_table(out: &mut String, memory: &Memory) {
     if let Some(idle) = &memory.receiver_idle {
         let _ = writeln!(
             out,
-            "| receiver | {} idle keep-alive connections (of {} opened in {:.1} s, each served one purchase; \
+            "| receiver | {} idle keep-alive connections (of {} opened in {:.1} s, each served one purchase, then idle 1 s; \
              VmRSS, {:.1} MiB before: {:.1} KiB per connection) | {:.1} MiB |",
             idle.still_open,
             idle.opened,
