@@ -505,12 +505,14 @@ where
     let mut last = None;
     let mut drained_once = false;
     loop {
-        last = counts().await.or(last);
-        match last {
+        // A reading the broker could not give confirms nothing: the next must start over.
+        let reading = counts().await;
+        match reading {
             Some((0, 0)) if drained_once => return,
             Some((0, 0)) => drained_once = true,
             _ => drained_once = false,
         }
+        last = reading.or(last);
         assert!(
             tokio::time::Instant::now() < deadline,
             "the events queue did not drain within {timeout:?}: (ready, unacked) = {last:?}"
@@ -653,6 +655,22 @@ mod tests {
         assert_eq!(
             repeated.expected_points(),
             plan.orders()[..10].iter().map(|o| o.points).sum::<i64>()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reading_the_broker_could_not_give_does_not_confirm_a_drain() {
+        let readings = [Some((0, 0)), None, Some((0, 0)), Some((0, 0))];
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        wait_for_drain(Duration::from_secs(20), || {
+            let reading = readings[calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed)];
+            async move { reading }
+        })
+        .await;
+        assert_eq!(
+            calls.into_inner(),
+            4,
+            "two good readings in a row, after the failed one"
         );
     }
 }
