@@ -82,6 +82,9 @@ pub const QUEUE_DEPTH: &str = "blitz_queue_depth";
 pub const DEAD_LETTER_DEPTH: &str = "blitz_dead_letter_queue_depth";
 /// Consumers on the events queue.
 pub const QUEUE_CONSUMERS: &str = "blitz_queue_consumers";
+/// Unix time of a worker's last successful look at both queues: the three gauges above are as
+/// old as this (a worker that lost the broker keeps exporting its last readings).
+pub const QUEUE_INSPECTED_AT: &str = "blitz_queue_inspected_timestamp_seconds";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

@@ -25,6 +25,10 @@ pub fn spawn(channel: Channel, topology: Topology) -> tokio::task::JoinHandle<()
                     metrics::gauge!(names::QUEUE_DEPTH).set(f64::from(events.message_count()));
                     metrics::gauge!(names::QUEUE_CONSUMERS).set(f64::from(events.consumer_count()));
                     metrics::gauge!(names::DEAD_LETTER_DEPTH).set(f64::from(dead.message_count()));
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    metrics::gauge!(names::QUEUE_INSPECTED_AT).set(now.as_secs_f64());
                 }
                 // A failed passive declare closes the channel; the session will notice the
                 // broker trouble on its own, so stop quietly.

@@ -52,3 +52,27 @@ async fn worker_metrics_count_awards_duplicates_and_lag() {
     assert!(metrics.contains("blitz_batch_size_bucket"));
     app.stop().await;
 }
+
+/// The queue gauges come with the time they were read, so an alert can tell stale readings
+/// (a worker that lost the broker keeps its last ones) from fresh ones.
+#[tokio::test]
+async fn queue_readings_carry_their_time() {
+    let app = App::with_workers(1).await;
+    let url = format!("{}/metrics", app.workers[0].url);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let metrics = wait::until("the queues inspected", Duration::from_secs(20), || async {
+        let text = app.http.get(&url).send().await.ok()?.text().await.ok()?;
+        (sample(&text, "blitz_queue_inspected_timestamp_seconds") > 0.0).then_some(text)
+    })
+    .await;
+    let read_at = sample(&metrics, "blitz_queue_inspected_timestamp_seconds");
+    assert!(
+        (started - 1.0..started + 30.0).contains(&read_at),
+        "{read_at} vs {started}"
+    );
+    assert_eq!(sample(&metrics, "blitz_queue_consumers"), 1.0, "{metrics}");
+    app.stop().await;
+}
