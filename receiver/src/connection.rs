@@ -463,6 +463,15 @@ mod tests {
         )
     }
 
+    /// Sends one request with `body` to `path`.
+    async fn send(client: &mut BufReader<TcpStream>, path: &str, body: &str) {
+        client
+            .get_mut()
+            .write_all(request(path, body).as_bytes())
+            .await
+            .unwrap();
+    }
+
     /// Reads one answer; returns its status, its `Connection` header and its body.
     async fn answer(client: &mut BufReader<TcpStream>) -> (u16, String, String) {
         let (mut status, mut connection, mut length) = (0, String::new(), 0);
@@ -505,11 +514,7 @@ mod tests {
         let (mut client, server) = one_connection(Duration::from_secs(10), stop).await;
         let pause = Duration::from_millis(50);
 
-        client
-            .get_mut()
-            .write_all(request("/echo", "abc").as_bytes())
-            .await
-            .unwrap();
+        send(&mut client, "/echo", "abc").await;
         assert_eq!(answer(&mut client).await, (200, String::new(), "3".into()));
 
         // A head split across two segments, the first arriving on a parked connection.
@@ -573,11 +578,7 @@ mod tests {
         );
         let (mut client, server) = connection_with(idleness, CancellationToken::new()).await;
         for body in ["a", "ab", "abc", "abcd"] {
-            client
-                .get_mut()
-                .write_all(request("/echo", body).as_bytes())
-                .await
-                .unwrap();
+            send(&mut client, "/echo", body).await;
             assert_eq!(answer(&mut client).await.2, body.len().to_string());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -596,11 +597,7 @@ mod tests {
         // After an answer, half a head arrives late and the rest never does: the connection
         // closes when the budget counted from the answer runs out, not a budget later.
         let (mut client, server) = one_connection(idle, CancellationToken::new()).await;
-        client
-            .get_mut()
-            .write_all(request("/echo", "a").as_bytes())
-            .await
-            .unwrap();
+        send(&mut client, "/echo", "a").await;
         assert_eq!(answer(&mut client).await.0, 200);
         let answered = Instant::now();
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -617,16 +614,9 @@ mod tests {
         let (mut parked, parked_server) =
             one_connection(Duration::from_secs(10), stop.clone()).await;
         let (mut busy, busy_server) = one_connection(Duration::from_secs(10), stop.clone()).await;
-        parked
-            .get_mut()
-            .write_all(request("/echo", "a").as_bytes())
-            .await
-            .unwrap();
+        send(&mut parked, "/echo", "a").await;
         assert_eq!(answer(&mut parked).await.0, 200);
-        busy.get_mut()
-            .write_all(request("/slow", "ab").as_bytes())
-            .await
-            .unwrap();
+        send(&mut busy, "/slow", "ab").await;
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         stop.cancel();
