@@ -50,8 +50,10 @@ async fn a_worker_that_dies_after_commit_before_ack_awards_nothing_on_redelivery
     // A healthy worker takes the redelivery; it finds the purchase recorded and adds nothing.
     let mut healthy =
         ChildProcess::spawn(worker_binary(), &app.env, &[("WORKER_ADDR", "127.0.0.1:0")]);
-    wait::until("redelivery consumed", Duration::from_secs(30), || async {
-        (broker::ready_messages(&topology.queue).await == 0).then_some(())
+    // Settled, not merely delivered: a delivery still in the worker's hands when SIGTERM lands
+    // is rightly returned to the queue, which would make the checks below race the ack.
+    wait::until("redelivery acked", Duration::from_secs(30), || async {
+        (broker::queue_counts(&topology.queue).await == Some((0, 0))).then_some(())
     })
     .await;
     healthy.terminate();

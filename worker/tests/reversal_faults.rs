@@ -109,11 +109,12 @@ async fn wait_for_consumers(prefix: &str, count: u32) {
     .await;
 }
 
-/// Waits until the events queue holds no ready message.
+/// Waits until the events queue holds no message, ready or unacknowledged: only then has every
+/// copy (trailing duplicates included) been settled and can the books be audited.
 async fn wait_for_empty_queue(prefix: &str) {
     let queue = Topology::new(prefix).queue;
-    wait::until("queue drained", Duration::from_secs(60), || async {
-        (broker::ready_messages(&queue).await == 0).then_some(())
+    wait::until("queue drained and settled", Duration::from_secs(60), || async {
+        (broker::queue_counts(&queue).await == Some((0, 0))).then_some(())
     })
     .await;
 }
