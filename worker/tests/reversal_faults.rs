@@ -113,9 +113,11 @@ async fn wait_for_consumers(prefix: &str, count: u32) {
 /// copy (trailing duplicates included) been settled and can the books be audited.
 async fn wait_for_empty_queue(prefix: &str) {
     let queue = Topology::new(prefix).queue;
-    wait::until("queue drained and settled", Duration::from_secs(60), || async {
-        (broker::queue_counts(&queue).await == Some((0, 0))).then_some(())
-    })
+    wait::until(
+        "queue drained and settled",
+        Duration::from_secs(60),
+        || async { (broker::queue_counts(&queue).await == Some((0, 0))).then_some(()) },
+    )
     .await;
 }
 
